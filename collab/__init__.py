@@ -1,0 +1,3 @@
+"""collab: a real-time collaborative computing server."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Accounts, password hashing, sessions, API keys and sign-in rate limits."""

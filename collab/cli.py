@@ -1,0 +1,143 @@
+"""The `collab` command: serve, migrate, user create."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from typing import Any
+
+from collab.config import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        config_file=args.config,
+        data_dir=getattr(args, "data_dir", None),
+        database_url=getattr(args, "database_url", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from collab import logs
+    from collab.app import create_app
+
+    settings = _settings(args)
+    logs.configure(settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        # Documents may be large (the sync cap); /ws applies its own smaller limit per frame.
+        ws_max_size=64 * 1024 * 1024,
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+async def _with_database(settings: Settings) -> str:
+    from collab.app import resolve_database
+    from collab.db import migrate
+
+    url = await resolve_database(settings)
+    await migrate.migrate(url)
+    return url
+
+
+def migrate_cmd(args: argparse.Namespace) -> int:
+    from collab.app import resolve_database
+    from collab.db import migrate
+
+    async def run() -> list[str]:
+        return await migrate.migrate(await resolve_database(_settings(args)))
+
+    try:
+        applied = asyncio.run(run())
+    except migrate.MigrationError as err:
+        print(f"migration failed: {err}", file=sys.stderr)
+        return 1
+    print("\n".join(f"applied {name}" for name in applied) or "nothing to apply")
+    return 0
+
+
+def user_create(args: argparse.Namespace) -> int:
+    from collab.auth.accounts import create_account
+    from collab.db.pool import create_pool
+    from collab.errors import ApiError
+
+    password = args.password or getpass.getpass("password: ")
+
+    async def run() -> Any:
+        url = await _with_database(_settings(args))
+        pool = await create_pool(url, 1, 2)
+        try:
+            return await create_account(pool, args.email, password, args.name or "", args.admin)
+        finally:
+            await pool.close()
+
+    try:
+        account = asyncio.run(run())
+    except ApiError as err:
+        print(f"error: {err.message} ({err.code})", file=sys.stderr)
+        return 1
+    print(
+        f"created {'admin ' if account.is_admin else ''}account {account.account_id} <{account.email}>"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="collab", description="Real-time collaborative computing server"
+    )
+    parser.add_argument("--config", help="a TOML settings file (also COLLAB_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", help="where the embedded database, secret and projects live")
+        p.add_argument("--database-url", help="use this PostgreSQL instead of the embedded one")
+
+    p = sub.add_parser("serve", help="run the server")
+    common(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=serve)
+
+    p = sub.add_parser("migrate", help="apply pending database migrations")
+    common(p)
+    p.set_defaults(func=migrate_cmd)
+
+    p = sub.add_parser("user", help="manage accounts")
+    user_sub = p.add_subparsers(dest="user_command", required=True)
+    c = user_sub.add_parser("create", help="create an account")
+    common(c)
+    c.add_argument("--email", required=True)
+    c.add_argument("--password", help="prompted for when left out")
+    c.add_argument("--name")
+    c.add_argument("--admin", action="store_true")
+    c.set_defaults(func=user_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

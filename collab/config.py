@@ -1,0 +1,101 @@
+"""Settings: defaults, then an optional TOML file, then COLLAB_* environment variables,
+then command-line flags. docs/operations.md lists every one."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("collab"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=_default_data_dir)
+    # None means: start an embedded PostgreSQL in data_dir/postgres.
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Signing secret for session cookies; generated into data_dir/secret on first start.
+    secret: str | None = None
+    session_max_age: int = 14 * 24 * 3600
+    cookie_secure: bool = False
+    # Origins allowed for cookie-authenticated requests besides the server's own.
+    allowed_origins: tuple[str, ...] = ()
+    ws_max_message_bytes: int = 1024 * 1024
+    ws_max_in_flight: int = 32
+    ws_send_queue: int = 1024
+    login_window_seconds: int = 300
+    login_max_failures_per_account: int = 10
+    login_max_failures_per_address: int = 50
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    log_level: str = "info"
+
+    @property
+    def projects_dir(self) -> Path:
+        return self.data_dir / "projects"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    text = str(kind)
+    if isinstance(raw, str):
+        if "bool" in text:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"setting {name}: expected a boolean, got {raw!r}")
+        if "int" in text and "str" not in text:
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError(f"setting {name}: expected an integer, got {raw!r}") from None
+        if "tuple" in text:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if "Path" in text:
+            return Path(raw).expanduser()
+        return raw
+    if "tuple" in text and isinstance(raw, list):
+        return tuple(str(x) for x in raw)
+    if "Path" in text:
+        return Path(str(raw)).expanduser()
+    return raw
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings. Precedence: overrides > environment > TOML file > defaults."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    kinds = {f.name: f.type for f in fields(Settings)}
+    path = config_file or env.get("COLLAB_CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        for key, raw in data.items():
+            if key not in kinds:
+                raise ValueError(f"{path}: unknown setting {key!r}")
+            values[key] = _coerce(key, kinds[key], raw)
+    for key, kind in kinds.items():
+        raw = env.get("COLLAB_" + key.upper())
+        if raw is not None:
+            values[key] = _coerce(key, kind, raw)
+    for key, raw in overrides.items():
+        if raw is not None:
+            values[key] = _coerce(key, kinds[key], raw)
+    return Settings(**values)

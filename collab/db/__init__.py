@@ -1,0 +1,1 @@
+"""The database: asyncpg pool, the embedded PostgreSQL default, the migration runner."""

@@ -1,0 +1,67 @@
+"""HTTP plumbing shared by the JSON endpoints: reading a JSON body, answering errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from collab.errors import ApiError
+from collab.services import Services
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise ApiError("bad_content_type", "send the body as application/json", status=415)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ApiError("too_large", f"the body exceeds {MAX_BODY} bytes", status=413)
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError("bad_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError("bad_request", "the body must be a JSON object")
+    return data
+
+
+def error_response(err: ApiError) -> JSONResponse:
+    headers = {}
+    if err.code == "rate_limited" and "retry_after" in err.extra:
+        headers["Retry-After"] = str(err.extra["retry_after"])
+    return JSONResponse({"error": err.to_json()}, status_code=err.status, headers=headers)
+
+
+def api(endpoint: Endpoint) -> Endpoint:
+    """Turn ApiError into its JSON answer; anything else into a logged `internal` error."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ApiError as err:
+            return error_response(err)
+        except Exception:
+            log.exception("request failed", extra={"event": "http.error", "path": request.url.path})
+            return error_response(ApiError("internal", "internal server error", status=500))
+
+    wrapped.__name__ = endpoint.__name__
+    return wrapped

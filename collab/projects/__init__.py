@@ -1,0 +1,1 @@
+"""Projects: records, membership, and each project's directory under the data dir."""

@@ -1,0 +1,51 @@
+"""Creating projects and answering membership questions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+import asyncpg
+
+
+def project_dir(projects_dir: Path, project_id: UUID) -> Path:
+    return projects_dir / str(project_id)
+
+
+async def create_project(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    projects_dir: Path,
+    owner: UUID,
+    title: str = "",
+    description: str = "",
+) -> UUID:
+    """Insert the project and its owner in one transaction, then make its directory."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as c:
+            return await create_project(c, projects_dir, owner, title, description)
+    async with conn.transaction():
+        project_id: UUID = await conn.fetchval(
+            "INSERT INTO projects (title, description) VALUES ($1, $2) RETURNING project_id",
+            title,
+            description,
+        )
+        await conn.execute(
+            "INSERT INTO project_users (project_id, account_id, role) VALUES ($1, $2, 'owner')",
+            project_id,
+            owner,
+        )
+    project_dir(projects_dir, project_id).mkdir(parents=True, exist_ok=True)
+    return project_id
+
+
+async def role(
+    conn: asyncpg.Pool | asyncpg.Connection, project_id: UUID, account_id: UUID
+) -> str | None:
+    """The account's role in a live project ('owner' / 'collaborator'), or None."""
+    value: str | None = await conn.fetchval(
+        """SELECT pu.role FROM project_users pu JOIN projects p USING (project_id)
+           WHERE pu.project_id = $1 AND pu.account_id = $2 AND NOT p.deleted""",
+        project_id,
+        account_id,
+    )
+    return value

@@ -1,0 +1,1 @@
+"""The /ws endpoint: JSON frames carrying table queries, feed cancels and calls."""

@@ -1,0 +1,103 @@
+"""Connection: one authenticated /ws client, with a bounded send queue so that a client
+that stops reading is disconnected instead of growing the server's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from collab.auth.identity import Identity
+from collab.services import Services
+
+log = logging.getLogger(__name__)
+
+# Close codes, documented in docs/protocol.md.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_SLOW_CONSUMER = 4008
+
+CloseHook = Callable[[], Awaitable[None] | None]
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, identity: Identity, services: Services) -> None:
+        self.websocket = websocket
+        self.identity = identity
+        self.services = services
+        self.account = identity.account
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(services.settings.ws_send_queue)
+        self._close_hooks: list[CloseHook] = []
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+
+    def send(self, message: dict[str, Any] | str) -> bool:
+        """Queue a message (a dict, or JSON already encoded). False if the client is gone.
+
+        Never blocks: a client whose queue is full is too slow and is disconnected; it can
+        reconnect and resume its feeds from their cursors.
+        """
+        if self.closed.is_set():
+            return False
+        text = message if isinstance(message, str) else json.dumps(message, default=str)
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning(
+                "slow consumer disconnected",
+                extra={"event": "ws.slow_consumer", "account_id": str(self.account.account_id)},
+            )
+            self.close(CLOSE_SLOW_CONSUMER)
+            return False
+        return True
+
+    def close(self, code: int = 1000) -> None:
+        if self.closed.is_set():
+            return
+        self.close_code = code
+        self.closed.set()
+        # Wake the writer even when the queue is full.
+        while True:
+            try:
+                self._queue.put_nowait(None)
+                break
+            except asyncio.QueueFull:
+                self._queue.get_nowait()
+
+    def on_close(self, hook: CloseHook) -> None:
+        self._close_hooks.append(hook)
+
+    async def run_writer(self) -> None:
+        try:
+            while True:
+                text = await self._queue.get()
+                if text is None:
+                    break
+                await self.websocket.send_text(text)
+        except Exception:
+            # The socket went away under us; the reader sees the disconnect.
+            self.closed.set()
+        finally:
+            ws = self.websocket
+            if (
+                self.close_code is not None
+                and ws.application_state == WebSocketState.CONNECTED
+                and ws.client_state == WebSocketState.CONNECTED
+            ):
+                try:
+                    await self.websocket.close(self.close_code)
+                except Exception:
+                    pass
+
+    async def run_close_hooks(self) -> None:
+        for hook in self._close_hooks:
+            try:
+                result = hook()
+                if result is not None:
+                    await result
+            except Exception:
+                log.exception("close hook failed", extra={"event": "ws.close_hook_error"})

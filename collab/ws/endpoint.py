@@ -1,0 +1,128 @@
+"""The /ws loop: authenticate, then read frames, run each as a task, answer by id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from collab.auth.identity import identify, origin_allowed
+from collab.errors import ApiError
+from collab.services import Services
+from collab.ws.connection import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHENTICATED, Connection
+from collab.ws.dispatch import Api, parse_frame
+
+log = logging.getLogger(__name__)
+
+
+async def authenticate_websocket(websocket: WebSocket, services: Services) -> Any:
+    """Accept the socket and return its Identity, or close it with 4401 / 4403 and return None.
+
+    The close codes can only reach a client after the handshake, so we accept first.
+    """
+    identity, reason = await identify(websocket, services.sessions, services.keys)
+    await websocket.accept()
+    if identity is None:
+        log.info(
+            "ws refused",
+            extra={"event": "ws.unauthenticated", "path": websocket.url.path, "reason": reason},
+        )
+        await websocket.close(CLOSE_UNAUTHENTICATED, reason=(reason or "unauthenticated")[:100])
+        return None
+    if identity.via == "cookie" and not origin_allowed(websocket, services.settings):
+        log.info(
+            "ws refused",
+            extra={"event": "ws.forbidden_origin", "origin": websocket.headers.get("origin")},
+        )
+        await websocket.close(CLOSE_FORBIDDEN_ORIGIN, reason="origin not allowed")
+        return None
+    return identity
+
+
+async def ws_endpoint(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    api: Api = websocket.app.state.api
+    identity = await authenticate_websocket(websocket, services)
+    if identity is None:
+        return
+    conn = Connection(websocket, identity, services)
+    settings = services.settings
+    in_flight = asyncio.Semaphore(settings.ws_max_in_flight)
+    tasks: set[asyncio.Task[None]] = set()
+    started = time.monotonic()
+    log.info(
+        "ws connected",
+        extra={
+            "event": "ws.connect",
+            "account_id": str(conn.account.account_id),
+            "via": identity.via,
+        },
+    )
+
+    async def run(msg_id: Any, message: dict[str, Any]) -> None:
+        try:
+            result = await api.handle(conn, message)
+            if result is not None:
+                conn.send(result if isinstance(result, str) else {"id": msg_id, "result": result})
+        except ApiError as err:
+            conn.send({"id": msg_id, "error": err.to_json()})
+        except Exception:
+            log.exception(
+                "ws operation failed",
+                extra={"event": "ws.error", "account_id": str(conn.account.account_id)},
+            )
+            conn.send(
+                {"id": msg_id, "error": {"code": "internal", "message": "internal server error"}}
+            )
+        finally:
+            in_flight.release()
+
+    writer = asyncio.create_task(conn.run_writer())
+    try:
+        while not conn.closed.is_set():
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                conn.close_code = frame.get("code", 1000)
+                break
+            text = frame.get("text")
+            if text is None:
+                conn.send(
+                    {
+                        "id": None,
+                        "error": {
+                            "code": "binary_not_supported",
+                            "message": "/ws takes text frames of JSON",
+                        },
+                    }
+                )
+                continue
+            try:
+                msg_id, message = parse_frame(text, settings.ws_max_message_bytes)
+            except ApiError as err:
+                conn.send({"id": None, "error": err.to_json()})
+                continue
+            await in_flight.acquire()
+            task = asyncio.create_task(run(msg_id, message))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    except WebSocketDisconnect as exc:
+        conn.close_code = exc.code
+    finally:
+        for task in list(tasks):
+            task.cancel()
+        if not conn.closed.is_set():
+            conn.close(conn.close_code or 1000)
+        await conn.run_close_hooks()
+        await writer
+        log.info(
+            "ws disconnected",
+            extra={
+                "event": "ws.disconnect",
+                "account_id": str(conn.account.account_id),
+                "code": conn.close_code,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
