@@ -10,12 +10,25 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from collab.errors import ApiError
 from collab.ws.connection import Connection
 
 log = logging.getLogger(__name__)
+
+# A handler returns its result (sent as {"id", "result"}), a Reply with extra top-level
+# fields (a feed id and cursor), or NO_REPLY when it has already sent its answer itself
+# (a feed must answer before its first event goes out).
+NO_REPLY: Any = object()
+
+
+@dataclass
+class Reply:
+    result: Any
+    extra: dict[str, Any] = field(default_factory=dict)
+
 
 CallHandler = Callable[[Connection, dict[str, Any]], Awaitable[Any]]
 OperationHandler = Callable[[Connection, dict[str, Any]], Awaitable[Any]]

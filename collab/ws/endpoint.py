@@ -13,7 +13,7 @@ from collab.auth.identity import identify, origin_allowed
 from collab.errors import ApiError
 from collab.services import Services
 from collab.ws.connection import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHENTICATED, Connection
-from collab.ws.dispatch import Api, parse_frame
+from collab.ws.dispatch import NO_REPLY, Api, Reply, parse_frame
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,10 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     async def run(msg_id: Any, message: dict[str, Any]) -> None:
         try:
             result = await api.handle(conn, message)
-            if result is not None:
-                conn.send(result if isinstance(result, str) else {"id": msg_id, "result": result})
+            if isinstance(result, Reply):
+                conn.send({"id": msg_id, "result": result.result, **result.extra})
+            elif result is not NO_REPLY:
+                conn.send({"id": msg_id, "result": result})
         except ApiError as err:
             conn.send({"id": msg_id, "error": err.to_json()})
         except Exception:
