@@ -1,0 +1,1 @@
+"""Per-project Jupyter kernels: server-side execution whose outputs land in notebook documents."""

@@ -1,0 +1,130 @@
+"""Kernel backends: the process (or remote kernel) behind one session. `LocalBackend`
+runs a kernel with jupyter-client in the project directory under an address-space limit;
+`collab.kernels.gateway.GatewayBackend` runs it on a Jupyter Kernel Gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from jupyter_client.manager import AsyncKernelManager
+
+log = logging.getLogger(__name__)
+
+# (channel, message) for every message the kernel sends on iopub, shell or stdin.
+OnMessage = Callable[[str, dict[str, Any]], None]
+
+
+class Backend(Protocol):
+    async def start(self, on_message: OnMessage) -> None: ...
+    def execute(self, code: str) -> str: ...
+    def input_reply(self, value: str) -> None: ...
+    async def interrupt(self) -> None: ...
+    async def restart(self) -> None: ...
+    async def shutdown(self) -> None: ...
+    async def is_alive(self) -> bool: ...
+
+
+def _address_space_limit(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        # Runs in the forked child before exec: the kernel and everything it spawns
+        # inherit the limit, so one notebook cannot take the machine's memory.
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
+
+
+class LocalBackend:
+    def __init__(
+        self, kernel_name: str, cwd: Path, memory_limit: int, startup_timeout: float = 60
+    ) -> None:
+        self.kernel_name = kernel_name
+        self.cwd = cwd
+        self.memory_limit = memory_limit
+        self.startup_timeout = startup_timeout
+        self._km: AsyncKernelManager | None = None
+        self._kc: Any = None
+        self._readers: list[asyncio.Task[None]] = []
+
+    async def start(self, on_message: OnMessage) -> None:
+        km = AsyncKernelManager(kernel_name=self.kernel_name)
+        # A graceful shutdown that takes longer than this is finished with SIGKILL.
+        km.shutdown_wait_time = 3.0
+        kwargs: dict[str, Any] = {"cwd": str(self.cwd)}
+        if self.memory_limit > 0:
+            kwargs["preexec_fn"] = _address_space_limit(self.memory_limit)
+        await km.start_kernel(**kwargs)
+        self._km = km
+        kc = km.client()
+        kc.start_channels()
+        self._kc = kc
+        try:
+            await kc.wait_for_ready(timeout=self.startup_timeout)
+        except BaseException:
+            await self.shutdown()
+            raise
+        for channel in ("iopub", "shell", "stdin"):
+            self._readers.append(
+                asyncio.create_task(self._read(channel, on_message), name=f"kernel-{channel}")
+            )
+
+    async def _read(self, channel: str, on_message: OnMessage) -> None:
+        get = getattr(self._kc, f"get_{channel}_msg")
+        while True:
+            try:
+                msg = await get(timeout=None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A torn-down socket: the death monitor reports the kernel itself.
+                log.debug("kernel channel closed", extra={"channel": channel})
+                return
+            try:
+                on_message(channel, msg)
+            except Exception:
+                log.exception("handling a kernel message failed")
+
+    def execute(self, code: str) -> str:
+        msg_id: str = self._kc.execute(code, store_history=True, allow_stdin=True)
+        return msg_id
+
+    def input_reply(self, value: str) -> None:
+        self._kc.input(value)
+
+    async def interrupt(self) -> None:
+        # interrupt_kernel follows the kernelspec: a signal to the process group, or an
+        # interrupt_request on the control channel for interrupt_mode "message".
+        if self._km is not None:
+            await self._km.interrupt_kernel()
+
+    async def restart(self) -> None:
+        if self._km is None:
+            raise RuntimeError("kernel not started")
+        await self._km.restart_kernel(now=False)
+        await self._kc.wait_for_ready(timeout=self.startup_timeout)
+
+    async def shutdown(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        for task in self._readers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._readers = []
+        if self._kc is not None:
+            self._kc.stop_channels()
+            self._kc = None
+        km, self._km = self._km, None
+        if km is not None:
+            with contextlib.suppress(Exception):
+                if await km.is_alive():
+                    await km.shutdown_kernel(now=False)
+                else:
+                    await km.shutdown_kernel(now=True)
+
+    async def is_alive(self) -> bool:
+        return self._km is not None and bool(await self._km.is_alive())

@@ -1,0 +1,345 @@
+"""KernelSession: one kernel bound to one notebook document. It runs cells in FIFO order,
+reading each cell's code from the document when the cell starts, and reports the kernel's
+status, prompts and death into the document's `kernel` map."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pycrdt import Array, Doc, Map
+
+from collab.kernels.backend import Backend
+from collab.kernels.outputs import IDLE, NOT_RUN, QUEUED, OutputWriter
+
+log = logging.getLogger(__name__)
+
+STARTING, IDLE_K, BUSY, RESTARTING, DEAD, STOPPED = (
+    "starting",
+    "idle",
+    "busy",
+    "restarting",
+    "dead",
+    "stopped",
+)
+
+
+class KernelGone(Exception):
+    """The run was cut short: the kernel died, restarted or shut down."""
+
+
+@dataclass
+class _Run:
+    cell_id: str
+    msg_id: str = ""
+    reply: asyncio.Future[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    idle: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    prompt: dict[str, Any] | None = None
+
+    def abort(self, reason: str) -> None:
+        for fut in (self.reply, self.idle):
+            if not fut.done():
+                fut.set_exception(KernelGone(reason))
+                # Retrieved here so an abort nobody awaits is not logged as lost.
+                fut.exception()
+
+
+class KernelSession:
+    def __init__(
+        self,
+        doc: Doc,
+        make_backend: Callable[[str], Backend],
+        *,
+        default_kernel: str = "python3",
+        max_output_bytes: int = 1024 * 1024,
+        max_outputs: int = 500,
+        flush_interval: float = 0.05,
+        poll_interval: float = 1.0,
+        on_status: Callable[[KernelSession], None] | None = None,
+    ) -> None:
+        self.doc = doc
+        self._make_backend = make_backend
+        self.default_kernel = default_kernel
+        self.writer = OutputWriter(
+            doc, max_bytes=max_output_bytes, max_outputs=max_outputs, flush_interval=flush_interval
+        )
+        self.poll_interval = poll_interval
+        self._on_status = on_status
+        self.status = STOPPED
+        self.kernel_name = ""
+        self.last_activity = time.monotonic()
+        self._backend: Backend | None = None
+        self._queue: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._run_now: _Run | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # start / restart / shutdown one at a time
+        self._closed = False
+
+    # -- public ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.writer.start()
+        self._runner = asyncio.create_task(self._run(), name="kernel-runner")
+        self._monitor = asyncio.create_task(self._watch(), name="kernel-monitor")
+
+    @property
+    def busy(self) -> bool:
+        return self._run_now is not None or bool(self._queue) or self.status == BUSY
+
+    @property
+    def queued(self) -> list[str]:
+        return list(self._queue)
+
+    def execute(self, cell_ids: list[str]) -> list[str]:
+        """Queue code cells that exist in the document; returns the ids queued."""
+        if self._closed:
+            raise KernelGone("the kernel is shut down")
+        known = _code_cells(self.doc)
+        queued = [c for c in cell_ids if c in known]
+        for cell_id in queued:
+            self._queue.append(cell_id)
+            self.writer.set_state(cell_id, QUEUED)
+        self.last_activity = time.monotonic()
+        self._wake.set()
+        return queued
+
+    async def interrupt(self) -> None:
+        self.last_activity = time.monotonic()
+        if self._backend is not None:
+            await self._backend.interrupt()
+
+    async def restart(self) -> None:
+        """Restart the kernel (a fresh namespace); queued cells are not run."""
+        async with self._lock:
+            self.last_activity = time.monotonic()
+            self._drop_queue()
+            if self._run_now is not None:
+                self._run_now.abort("the kernel restarted")
+            if self._backend is None or not await self._backend.is_alive():
+                await self._stop_backend()
+                await self._start_backend()
+                return
+            self._set_status(RESTARTING)
+            try:
+                await self._backend.restart()
+            except Exception:
+                log.exception("kernel restart failed", extra={"event": "kernel.restart_failed"})
+                await self._stop_backend()
+                self._set_status(DEAD)
+                raise
+            self._set_status(IDLE_K)
+
+    async def shutdown(self) -> None:
+        self._closed = True
+        async with self._lock:
+            self._drop_queue()
+            if self._run_now is not None:
+                self._run_now.abort("the kernel was shut down")
+            for task in (self._runner, self._monitor):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await self._stop_backend()
+            self._set_status(STOPPED)
+            self._publish(input=None)
+            await self.writer.close()
+
+    def input_reply(self, value: str) -> bool:
+        """Answer the pending input() prompt; False if none is pending."""
+        run = self._run_now
+        if run is None or run.prompt is None or self._backend is None:
+            return False
+        prompt, run.prompt = run.prompt, None
+        self._backend.input_reply(value)
+        self._publish(input=None)
+        self.last_activity = time.monotonic()
+        # A password is never written anywhere; other answers are echoed like a console.
+        shown = "" if prompt.get("password") else value
+        self.writer.append_stream(run.cell_id, "stdout", f"{prompt.get('prompt', '')}{shown}\n")
+        return True
+
+    # -- running cells ---------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            cell_id = self._queue.popleft()
+            try:
+                ok = await self._run_cell(cell_id)
+            except Exception:
+                log.exception("running a cell failed", extra={"event": "kernel.run_failed"})
+                ok = False
+            if not ok:
+                self._drop_queue()
+            self.writer.forget(cell_id)
+            self.last_activity = time.monotonic()
+
+    async def _run_cell(self, cell_id: str) -> bool:
+        code = _code_cells(self.doc).get(cell_id)
+        if code is None:
+            return True  # deleted while queued
+        async with self._lock:
+            if self._backend is None:
+                try:
+                    await self._start_backend()
+                except Exception as exc:
+                    log.exception("kernel start failed", extra={"event": "kernel.start_failed"})
+                    self.writer.begin(cell_id)
+                    self.writer.message(cell_id, "error", _error("KernelStartFailed", str(exc)))
+                    self.writer.finish(cell_id, IDLE)
+                    self._set_status(DEAD)
+                    return False
+            backend = self._backend
+            assert backend is not None
+            run = self._run_now = _Run(cell_id)
+            self.writer.begin(cell_id)
+            run.msg_id = backend.execute(code)
+        try:
+            reply = await run.reply
+            await run.idle
+        except KernelGone as gone:
+            if self.status == DEAD:
+                self.writer.message(cell_id, "error", _error("KernelDied", str(gone)))
+            self.writer.finish(cell_id, IDLE)
+            return False
+        finally:
+            self._run_now = None
+            self._publish(input=None)
+        self.writer.finish(cell_id, IDLE)
+        return reply.get("status") == "ok"
+
+    def _drop_queue(self) -> None:
+        while self._queue:
+            self.writer.set_state(self._queue.popleft(), NOT_RUN)
+
+    # -- kernel messages -------------------------------------------------------------
+
+    def _on_message(self, channel: str, msg: dict[str, Any]) -> None:
+        msg_type = msg.get("header", {}).get("msg_type", "")
+        parent = (msg.get("parent_header") or {}).get("msg_id")
+        content = msg.get("content") or {}
+        run = self._run_now
+        ours = run is not None and parent == run.msg_id
+        if channel == "iopub":
+            if msg_type == "status":
+                state = content.get("execution_state")
+                if state in ("busy", "idle") and self.status in (IDLE_K, BUSY):
+                    self._set_status(BUSY if state == "busy" else IDLE_K)
+                if ours and state == "idle" and run is not None and not run.idle.done():
+                    run.idle.set_result(None)
+            elif ours and run is not None:
+                self.writer.message(run.cell_id, msg_type, content)
+        elif channel == "shell" and ours and msg_type == "execute_reply":
+            assert run is not None
+            if content.get("execution_count") is not None:
+                self.writer.set_execution_count(run.cell_id, content["execution_count"])
+            if not run.reply.done():
+                run.reply.set_result(content)
+        elif channel == "stdin" and msg_type == "input_request" and run is not None:
+            run.prompt = {
+                "prompt": str(content.get("prompt", "")),
+                "password": bool(content.get("password")),
+            }
+            self._publish(input={"cell_id": run.cell_id, **run.prompt})
+
+    # -- kernel process --------------------------------------------------------------
+
+    async def _start_backend(self) -> None:
+        self.kernel_name = _kernel_name(self.doc) or self.default_kernel
+        self._set_status(STARTING)
+        backend = self._make_backend(self.kernel_name)
+        try:
+            await backend.start(self._on_message)
+        except BaseException:
+            self._set_status(DEAD)
+            raise
+        self._backend = backend
+        self._set_status(IDLE_K)
+
+    async def _stop_backend(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            await backend.shutdown()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            backend = self._backend
+            if backend is None or self._lock.locked() or self.status in (STARTING, RESTARTING):
+                continue
+            try:
+                alive = await backend.is_alive()
+            except Exception:
+                alive = False
+            if alive or backend is not self._backend:
+                continue
+            log.warning("kernel died", extra={"event": "kernel.died"})
+            self._set_status(DEAD)
+            self._drop_queue()
+            if self._run_now is not None:
+                self._run_now.abort("the kernel died; the next execution starts a new one")
+            async with self._lock:
+                if self._backend is backend:
+                    await self._stop_backend()
+
+    # -- document state --------------------------------------------------------------
+
+    def _set_status(self, status: str) -> None:
+        if status == self.status:
+            return
+        self.status = status
+        self._publish(status=status, name=self.kernel_name)
+        if self._on_status is not None:
+            self._on_status(self)
+
+    def _publish(self, **values: Any) -> None:
+        state = self.doc.get("kernel", type=Map)
+        with self.doc.transaction():
+            for key, value in values.items():
+                if key == "input" and value is None:
+                    if "input" in state:
+                        del state["input"]
+                elif state.get(key) != value:
+                    state[key] = value
+
+
+def _code_cells(doc: Doc) -> dict[str, str]:
+    cells = doc.get("cells", type=Array)
+    found: dict[str, str] = {}
+    for ycell in cells:
+        if isinstance(ycell, Map) and ycell.get("cell_type") == "code":
+            cell_id = ycell.get("id")
+            if isinstance(cell_id, str) and cell_id not in found:
+                found[cell_id] = str(ycell.get("source", ""))
+    return found
+
+
+def _kernel_name(doc: Doc) -> str | None:
+    meta = doc.get("meta", type=Map)
+    metadata = meta.get("metadata")
+    if isinstance(metadata, Map):
+        metadata = metadata.to_py()
+    if isinstance(metadata, dict):
+        spec = metadata.get("kernelspec")
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"]:
+            return str(spec["name"])
+    return None
+
+
+def _error(ename: str, evalue: str) -> dict[str, Any]:
+    return {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}

@@ -1,0 +1,1 @@
+"""Shared terminals: one pty per (project, .term path), fanned out to every viewer."""
