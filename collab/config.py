@@ -39,6 +39,23 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 10
     log_level: str = "info"
+    # Kernels (docs/operations-kernels.md).
+    kernel_default_name: str = "python3"
+    kernel_max_output_bytes: int = 1024 * 1024
+    kernel_max_outputs: int = 500
+    kernel_flush_ms: int = 50
+    kernel_idle_seconds: int = 3600
+    kernel_cull_interval: int = 60
+    kernel_memory_limit: int = 4 * 1024 * 1024 * 1024
+    kernels_per_project: int = 10
+    kernel_gateway_url: str | None = None
+    kernel_gateway_token: str | None = None
+    # Terminals (docs/operations-kernels.md).
+    terminal_shell: str = "/bin/bash"
+    terminal_scrollback_bytes: int = 1024 * 1024
+    terminal_rate_bytes: int = 256 * 1024
+    terminal_idle_seconds: int = 3600
+    terminals_per_project: int = 10
 
     @property
     def projects_dir(self) -> Path:

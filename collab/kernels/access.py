@@ -1,0 +1,66 @@
+"""Who may touch a project's kernel or terminal, and which file a client path names:
+membership through `collab.projects.store.role`, and paths that stay inside the project
+directory (no `..`, no absolute paths, no NUL bytes, no symlink leading out)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path, PurePosixPath
+from typing import Any
+from uuid import UUID
+
+from collab.errors import ApiError
+from collab.projects import store
+from collab.ws.connection import Connection
+
+MAX_PATH = 1024
+
+
+def project_id_arg(args: dict[str, Any]) -> UUID:
+    raw = args.get("project_id")
+    if not isinstance(raw, str):
+        raise ApiError("bad_args", "`project_id` is a UUID string")
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise ApiError("bad_args", "`project_id` is a UUID string") from None
+
+
+def relative_path(raw: Any, suffix: str) -> str:
+    """The normalised project-relative path, or ApiError('bad_path')."""
+    if not isinstance(raw, str) or not raw:
+        raise ApiError("bad_args", "`path` is a non-empty string")
+    if len(raw) > MAX_PATH:
+        raise ApiError("bad_path", f"a path is at most {MAX_PATH} characters")
+    if "\x00" in raw or "\\" in raw:
+        raise ApiError("bad_path", "a path holds no NUL bytes or backslashes")
+    path = PurePosixPath(raw)
+    if path.is_absolute():
+        raise ApiError("bad_path", "a path is relative to the project directory")
+    if any(part in ("..", ".") for part in raw.split("/")) or "" in raw.split("/"):
+        raise ApiError("bad_path", "a path has no '.', '..' or empty components")
+    if path.suffix != suffix:
+        raise ApiError("bad_path", f"this call takes a {suffix} path")
+    return str(path)
+
+
+def _inside(root: Path, path: str) -> Path:
+    root = root.resolve()
+    full = (root / path).resolve()
+    if not full.is_relative_to(root):
+        raise ApiError("bad_path", "the path leads outside the project directory")
+    return full
+
+
+async def authorize(conn: Connection, args: dict[str, Any], suffix: str) -> tuple[UUID, str, Path]:
+    """Check membership and path: (project_id, relative path, project directory)."""
+    project_id = project_id_arg(args)
+    path = relative_path(args.get("path"), suffix)
+    role = await store.role(conn.services.pool, project_id, conn.account.account_id)
+    if role is None:
+        # Same answer for a missing project as for someone else's: no probing for ids.
+        raise ApiError("forbidden", "you are not a member of this project", status=403)
+    directory = store.project_dir(conn.services.settings.projects_dir, project_id)
+    await asyncio.to_thread(_inside, directory, path)
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    return project_id, path, directory

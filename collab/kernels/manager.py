@@ -1,0 +1,138 @@
+"""Kernels: the per-process registry of kernel sessions, one per (project, notebook path).
+A session holds its notebook's room open while it lives, so outputs land in the document
+even when every browser has gone; idle sessions are culled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from collab.config import Settings
+from collab.errors import ApiError
+from collab.kernels.backend import Backend, LocalBackend
+from collab.kernels.session import KernelSession
+
+log = logging.getLogger(__name__)
+
+Key = tuple[UUID, str]
+
+
+class Kernels:
+    def __init__(
+        self,
+        settings: Settings,
+        rooms: Callable[[], Any],
+        make_backend: Callable[[str, Path], Backend] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._rooms = rooms
+        self._make_backend = make_backend or self._default_backend
+        self._sessions: dict[Key, tuple[KernelSession, Any]] = {}
+        self._lock = asyncio.Lock()
+        self._culler: asyncio.Task[None] | None = None
+
+    def _default_backend(self, kernel_name: str, cwd: Path) -> Backend:
+        s = self.settings
+        if s.kernel_gateway_url:
+            from collab.kernels.gateway import GatewayBackend
+
+            return GatewayBackend(s.kernel_gateway_url, kernel_name, s.kernel_gateway_token)
+        return LocalBackend(kernel_name, cwd, s.kernel_memory_limit)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._culler = asyncio.create_task(self._cull_loop(), name="kernel-culler")
+
+    async def close(self) -> None:
+        if self._culler is not None:
+            self._culler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._culler
+        for key in list(self._sessions):
+            await self.shutdown(*key)
+
+    # -- sessions --------------------------------------------------------------------
+
+    def get(self, project_id: UUID, path: str) -> KernelSession | None:
+        entry = self._sessions.get((project_id, path))
+        return entry[0] if entry else None
+
+    def sessions(self) -> list[tuple[UUID, str, KernelSession]]:
+        return [(p, path, s) for (p, path), (s, _) in self._sessions.items()]
+
+    async def open(self, project_id: UUID, path: str, directory: Path) -> KernelSession:
+        """The session for this notebook, created (kernel not yet started) if needed."""
+        async with self._lock:
+            entry = self._sessions.get((project_id, path))
+            if entry is not None:
+                return entry[0]
+            if sum(1 for p, _ in self._sessions if p == project_id) >= (
+                self.settings.kernels_per_project
+            ):
+                raise ApiError(
+                    "too_many_kernels",
+                    f"a project runs at most {self.settings.kernels_per_project} kernels",
+                )
+            rooms = self._rooms()
+            if rooms is None:
+                raise ApiError("unavailable", "documents are not served by this server", 503)
+            room = await rooms.open(project_id, path)
+            if getattr(room, "kind", "notebook") != "notebook":
+                await rooms.close(room)
+                raise ApiError("bad_path", "kernels run notebooks (.ipynb)")
+            s = self.settings
+            session = KernelSession(
+                room.doc,
+                lambda name: self._make_backend(name, directory),
+                default_kernel=s.kernel_default_name,
+                max_output_bytes=s.kernel_max_output_bytes,
+                max_outputs=s.kernel_max_outputs,
+                flush_interval=s.kernel_flush_ms / 1000,
+            )
+            session.start()
+            self._sessions[(project_id, path)] = (session, room)
+            return session
+
+    async def shutdown(self, project_id: UUID, path: str) -> bool:
+        entry = self._sessions.pop((project_id, path), None)
+        if entry is None:
+            return False
+        session, room = entry
+        try:
+            await session.shutdown()
+        finally:
+            rooms = self._rooms()
+            if rooms is not None:
+                await rooms.close(room)
+        return True
+
+    # -- culling ---------------------------------------------------------------------
+
+    async def cull(self) -> list[Key]:
+        """Shut down sessions idle longer than the setting; a busy kernel is never culled."""
+        now = time.monotonic()
+        limit = self.settings.kernel_idle_seconds
+        idle = [
+            key
+            for key, (session, _) in self._sessions.items()
+            if not session.busy and now - session.last_activity > limit
+        ]
+        for key in idle:
+            log.info("culling idle kernel", extra={"event": "kernel.culled", "path": key[1]})
+            await self.shutdown(*key)
+        return idle
+
+    async def _cull_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.kernel_cull_interval)
+            try:
+                await self.cull()
+            except Exception:
+                log.exception("culling kernels failed")

@@ -1,0 +1,94 @@
+"""Execution through /ws: outputs land in the notebook document for every viewer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from collab.kernels.outputs import IDLE, NOT_RUN
+from tests.conftest import make_user, ws_connect
+from tests.kernels.conftest import (
+    cells,
+    kernel_state,
+    notebook,
+    put_notebook,
+    states,
+    text_of,
+    viewer,
+    wait_for,
+)
+
+
+async def test_two_clients_see_the_outputs_of_a_cell_one_of_them_ran(server, user, rooms, project):
+    doc = await put_notebook(rooms, project, "a.ipynb", notebook([("c1", "print('hello')\n6*7")]))
+    mine, theirs = viewer(doc), viewer(doc)
+    async with ws_connect(server, user.key) as ws:
+        answer = await ws.call(
+            "kernel.execute", {"project_id": str(project), "path": "a.ipynb", "cell_ids": ["c1"]}
+        )
+        assert answer["result"]["queued"] == ["c1"]
+        for replica in (mine, theirs):
+            cell = await wait_for(
+                lambda r=replica: cells(r)["c1"]["outputs"][1:] and cells(r)["c1"], what="outputs"
+            )
+            assert text_of(cell) == "hello\n"
+            assert cell["outputs"][1]["data"]["text/plain"] == "42"
+            assert cell["execution_count"] == 1
+        await wait_for(lambda: states(theirs)["c1"] == IDLE)
+        assert kernel_state(theirs)["status"] in ("idle", "busy")
+
+
+async def test_a_run_finishes_and_is_stored_after_the_requesting_client_disconnects(
+    server, user, rooms, project
+):
+    src = "import time\ntime.sleep(1.5)\nprint('finished')"
+    doc = await put_notebook(rooms, project, "b.ipynb", notebook([("c1", src), ("c2", "print(2)")]))
+    async with ws_connect(server, user.key) as ws:
+        answer = await ws.call(
+            "kernel.execute",
+            {"project_id": str(project), "path": "b.ipynb", "cell_ids": ["c1", "c2"]},
+        )
+        assert answer["result"]["queued"] == ["c1", "c2"]
+    # The client is gone; the server still owns the run.
+    await wait_for(lambda: text_of(cells(doc)["c2"]) == "2\n", what="second cell output")
+    assert text_of(cells(doc)["c1"]) == "finished\n"
+
+
+async def test_a_collaborator_runs_a_cell_and_a_stranger_is_forbidden(server, user, rooms, project):
+    await put_notebook(rooms, project, "c.ipynb", notebook([("c1", "1")]))
+    friend, stranger = await make_user(server), await make_user(server)
+    await server.services.pool.execute(
+        "INSERT INTO project_users (project_id, account_id, role) VALUES ($1, $2, 'collaborator')",
+        project,
+        __import__("uuid").UUID(friend.account_id),
+    )
+    args = {"project_id": str(project), "path": "c.ipynb", "cell_ids": ["c1"]}
+    async with ws_connect(server, friend.key) as ws:
+        assert (await ws.call("kernel.execute", args))["result"]["queued"] == ["c1"]
+    async with ws_connect(server, stranger.key) as ws:
+        for name, extra in [
+            ("kernel.execute", {"cell_ids": ["c1"]}),
+            ("kernel.interrupt", {}),
+            ("kernel.restart", {}),
+            ("kernel.shutdown", {}),
+            ("kernel.status", {}),
+            ("kernel.input", {"value": "x"}),
+        ]:
+            answer = await ws.call(name, {"project_id": str(project), "path": "c.ipynb", **extra})
+            assert answer["error"]["code"] == "forbidden", (name, answer)
+
+
+async def test_an_error_drops_the_queued_cells_as_not_run(server, user, rooms, project):
+    nb = notebook([("c1", "raise ValueError('no')"), ("c2", "print('skipped')")])
+    doc = await put_notebook(rooms, project, "d.ipynb", nb)
+    async with ws_connect(server, user.key) as ws:
+        await ws.call(
+            "kernel.execute", {"project_id": str(project), "path": "d.ipynb", "cell_ids": ["c1", "c2"]}
+        )
+        await wait_for(lambda: states(doc)["c2"] == NOT_RUN, what="c2 not run")
+        c1 = cells(doc)["c1"]
+        assert c1["outputs"][0]["output_type"] == "error"
+        assert c1["outputs"][0]["ename"] == "ValueError"
+        assert cells(doc)["c2"]["outputs"] == []
+        status = await ws.call("kernel.status", {"project_id": str(project), "path": "d.ipynb"})
+        assert status["result"]["queued"] == []
+        await asyncio.sleep(0)
