@@ -82,6 +82,7 @@ class KernelSession:
         self._queue: deque[str] = deque()
         self._wake = asyncio.Event()
         self._run_now: _Run | None = None
+        self._active: str | None = None  # the cell taken from the queue, until it is done
         self._runner: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # start / restart / shutdown one at a time
@@ -96,7 +97,7 @@ class KernelSession:
 
     @property
     def busy(self) -> bool:
-        return self._run_now is not None or bool(self._queue) or self.status == BUSY
+        return self._active is not None or bool(self._queue) or self.status in (BUSY, STARTING)
 
     @property
     def queued(self) -> list[str]:
@@ -178,12 +179,14 @@ class KernelSession:
             while not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
-            cell_id = self._queue.popleft()
+            cell_id = self._active = self._queue.popleft()
             try:
                 ok = await self._run_cell(cell_id)
             except Exception:
                 log.exception("running a cell failed", extra={"event": "kernel.run_failed"})
                 ok = False
+            finally:
+                self._active = None
             if not ok:
                 self._drop_queue()
             self.writer.forget(cell_id)
