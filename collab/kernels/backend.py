@@ -50,6 +50,7 @@ class LocalBackend:
         self._km: AsyncKernelManager | None = None
         self._kc: Any = None
         self._readers: list[asyncio.Task[None]] = []
+        self._on_message: OnMessage = lambda channel, msg: None
 
     async def start(self, on_message: OnMessage) -> None:
         km = AsyncKernelManager(kernel_name=self.kernel_name)
@@ -68,10 +69,24 @@ class LocalBackend:
         except BaseException:
             await self.shutdown()
             raise
+        self._on_message = on_message
+        self._start_readers()
+
+    def _start_readers(self) -> None:
         for channel in ("iopub", "shell", "stdin"):
             self._readers.append(
-                asyncio.create_task(self._read(channel, on_message), name=f"kernel-{channel}")
+                asyncio.create_task(
+                    self._read(channel, self._on_message), name=f"kernel-{channel}"
+                )
             )
+
+    async def _stop_readers(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        for task in self._readers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._readers = []
 
     async def _read(self, channel: str, on_message: OnMessage) -> None:
         get = getattr(self._kc, f"get_{channel}_msg")
@@ -105,16 +120,16 @@ class LocalBackend:
     async def restart(self) -> None:
         if self._km is None:
             raise RuntimeError("kernel not started")
-        await self._km.restart_kernel(now=False)
-        await self._kc.wait_for_ready(timeout=self.startup_timeout)
+        # wait_for_ready reads the shell channel itself, so the readers step aside meanwhile.
+        await self._stop_readers()
+        try:
+            await self._km.restart_kernel(now=False)
+            await self._kc.wait_for_ready(timeout=self.startup_timeout)
+        finally:
+            self._start_readers()
 
     async def shutdown(self) -> None:
-        for task in self._readers:
-            task.cancel()
-        for task in self._readers:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._readers = []
+        await self._stop_readers()
         if self._kc is not None:
             self._kc.stop_channels()
             self._kc = None
