@@ -22,6 +22,7 @@ from collab.auth.tokens import ApiKeys, Sessions
 from collab.config import Settings
 from collab.db import embedded, migrate, pool
 from collab.kernels.calls import component as kernels_component
+from collab.terminals.calls import component as terminals_component
 from collab.logs import RequestLog
 from collab.services import Services
 from collab.ws.dispatch import Api
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 # A component is started after the database and the /ws registry exist, and stopped in
 # reverse order. Later packages (tables, sync, kernels) add themselves here.
 Component = Callable[[Services, Api], AbstractAsyncContextManager[None]]
-COMPONENTS: list[Component] = [kernels_component]
+COMPONENTS: list[Component] = [kernels_component, terminals_component]
 EXTRA_ROUTES: list[BaseRoute] = []
 
 

@@ -1,0 +1,141 @@
+"""The terminal calls on /ws (terminal.open, input, resize, close, kill) and the component
+that owns the process's `Terminals` (services.extra["terminals"]). A connection that opened
+a terminal receives its output as {"terminal": id, "data": …} frames until it closes it or
+disconnects."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+from collab.errors import ApiError
+from collab.kernels.access import authorize
+from collab.services import Services
+from collab.terminals.manager import Terminals
+from collab.terminals.pty import Terminal
+from collab.ws.connection import Connection
+from collab.ws.dispatch import Api
+
+SUFFIX = ".term"
+MAX_INPUT = 64 * 1024
+MAX_ROWS, MAX_COLS = 1000, 1000
+
+# Which terminals each connection views: closing the connection detaches them all.
+_viewing: dict[Connection, set[tuple[UUID, str]]] = {}
+
+
+def _only(args: dict[str, Any], *allowed: str) -> None:
+    extra = set(args) - {"project_id", "path", *allowed}
+    if extra:
+        raise ApiError("bad_args", f"unexpected arguments: {', '.join(sorted(extra))}")
+
+
+def _size(args: dict[str, Any]) -> tuple[int, int]:
+    rows, cols = args.get("rows", 24), args.get("cols", 80)
+    for name, value, top in (("rows", rows, MAX_ROWS), ("cols", cols, MAX_COLS)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise ApiError("bad_args", f"`{name}` is an integer from 1 to {top}")
+    return rows, cols
+
+
+def _terminals(conn: Connection) -> Terminals:
+    terminals: Terminals = conn.services.extra["terminals"]
+    return terminals
+
+
+async def _viewed(conn: Connection, args: dict[str, Any]) -> Terminal:
+    project_id, path, _ = await authorize(conn, args, SUFFIX)
+    terminal = _terminals(conn).get(project_id, path)
+    if terminal is None or not terminal.viewing(conn):
+        raise ApiError("not_open", "open the terminal first (terminal.open)", 409)
+    return terminal
+
+
+def _detach_all(conn: Connection) -> None:
+    for key in _viewing.pop(conn, set()):
+        terminal = _terminals(conn).get(*key)
+        if terminal is not None:
+            terminal.detach(conn)
+
+
+async def open_terminal(conn: Connection, args: dict[str, Any]) -> Any:
+    _only(args, "rows", "cols")
+    rows, cols = _size(args)
+    project_id, path, directory = await authorize(conn, args, SUFFIX)
+    terminal = _terminals(conn).open(project_id, path, directory)
+    if conn not in _viewing:
+        _viewing[conn] = set()
+        conn.on_close(lambda: _detach_all(conn))
+    _viewing[conn].add((project_id, path))
+
+    def sink(frame: str) -> None:
+        if not conn.send(frame):
+            terminal.detach(conn)
+
+    scrollback = terminal.attach(conn, sink, rows, cols)
+    rows, cols = terminal.size
+    return {"terminal": terminal.id, "scrollback": scrollback, "rows": rows, "cols": cols}
+
+
+async def input_terminal(conn: Connection, args: dict[str, Any]) -> Any:
+    _only(args, "data")
+    data = args.get("data")
+    if not isinstance(data, str) or not data:
+        raise ApiError("bad_args", "`data` is a non-empty string")
+    if len(data) > MAX_INPUT:
+        raise ApiError("too_large", f"at most {MAX_INPUT} characters of input per call")
+    terminal = await _viewed(conn, args)
+    terminal.write(data)
+    return {"ok": True}
+
+
+async def resize_terminal(conn: Connection, args: dict[str, Any]) -> Any:
+    _only(args, "rows", "cols")
+    rows, cols = _size(args)
+    terminal = await _viewed(conn, args)
+    terminal.resize(conn, rows, cols)
+    rows, cols = terminal.size
+    return {"rows": rows, "cols": cols}
+
+
+async def close_terminal(conn: Connection, args: dict[str, Any]) -> Any:
+    _only(args)
+    project_id, path, _ = await authorize(conn, args, SUFFIX)
+    terminal = _terminals(conn).get(project_id, path)
+    if terminal is None or not terminal.viewing(conn):
+        raise ApiError("not_open", "this connection does not view that terminal", 409)
+    terminal.detach(conn)
+    _viewing.get(conn, set()).discard((project_id, path))
+    return {"ok": True}
+
+
+async def kill_terminal(conn: Connection, args: dict[str, Any]) -> Any:
+    _only(args)
+    project_id, path, _ = await authorize(conn, args, SUFFIX)
+    if not _terminals(conn).kill(project_id, path):
+        raise ApiError("no_terminal", "no terminal is running at this path", 404)
+    return {"ok": True}
+
+
+CALLS = {
+    "terminal.open": open_terminal,
+    "terminal.input": input_terminal,
+    "terminal.resize": resize_terminal,
+    "terminal.close": close_terminal,
+    "terminal.kill": kill_terminal,
+}
+
+
+@contextlib.asynccontextmanager
+async def component(services: Services, api: Api) -> AsyncIterator[None]:
+    terminals = Terminals(services.settings)
+    services.extra["terminals"] = terminals
+    for name, handler in CALLS.items():
+        api.register_call(name, handler)
+    terminals.start()
+    try:
+        yield
+    finally:
+        await terminals.close()
