@@ -22,9 +22,9 @@ from collab.auth.tokens import ApiKeys, Sessions
 from collab.config import Settings
 from collab.db import embedded, migrate, pool
 from collab.kernels.calls import component as kernels_component
-from collab.terminals.calls import component as terminals_component
 from collab.logs import RequestLog
 from collab.services import Services
+from collab.terminals.calls import component as terminals_component
 from collab.ws.dispatch import Api
 from collab.ws.endpoint import ws_endpoint
 

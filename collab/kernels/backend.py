@@ -75,9 +75,7 @@ class LocalBackend:
     def _start_readers(self) -> None:
         for channel in ("iopub", "shell", "stdin"):
             self._readers.append(
-                asyncio.create_task(
-                    self._read(channel, self._on_message), name=f"kernel-{channel}"
-                )
+                asyncio.create_task(self._read(channel, self._on_message), name=f"kernel-{channel}")
             )
 
     async def _stop_readers(self) -> None:

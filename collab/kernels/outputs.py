@@ -84,7 +84,9 @@ class OutputWriter:
             try:
                 self.flush()
             except Exception:
-                log.exception("writing kernel outputs failed", extra={"event": "kernel.write_failed"})
+                log.exception(
+                    "writing kernel outputs failed", extra={"event": "kernel.write_failed"}
+                )
             # The pause is what batches: messages arriving meanwhile join the next flush.
             await asyncio.sleep(self.flush_interval)
 

@@ -34,7 +34,13 @@ class MemoryRooms:
         key = (project_id, path)
         room = self.rooms.get(key)
         if room is None:
-            kind = "notebook" if path.endswith(".ipynb") else "terminal" if path.endswith(".term") else "text"
+            kind = (
+                "notebook"
+                if path.endswith(".ipynb")
+                else "terminal"
+                if path.endswith(".term")
+                else "text"
+            )
             room = self.rooms[key] = Room(Doc(), kind)
         room.holders += 1
         return room
@@ -49,7 +55,14 @@ def notebook(cells: list[tuple[str, str]], kernel: str | None = None) -> dict[st
         metadata["kernelspec"] = {"name": kernel, "display_name": kernel}
     return {
         "cells": [
-            {"cell_type": "code", "id": cid, "source": src, "metadata": {}, "outputs": [], "execution_count": None}
+            {
+                "cell_type": "code",
+                "id": cid,
+                "source": src,
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+            }
             for cid, src in cells
         ],
         "metadata": metadata,
@@ -101,7 +114,9 @@ def rooms(server: Any) -> MemoryRooms:
 @pytest.fixture
 async def project(server: Any, user: Any) -> UUID:
     settings = server.services.settings
-    return await store.create_project(server.services.pool, settings.projects_dir, UUID(user.account_id), "p")
+    return await store.create_project(
+        server.services.pool, settings.projects_dir, UUID(user.account_id), "p"
+    )
 
 
 async def put_notebook(rooms: MemoryRooms, project_id: UUID, path: str, nb: dict[str, Any]) -> Doc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -61,9 +60,7 @@ async def test_malformed_execute_calls_get_a_clear_error(server, user, rooms, pr
 
 async def test_a_missing_project_looks_like_someone_elses(server, user, rooms):
     async with ws_connect(server, user.key) as ws:
-        answer = await ws.call(
-            "kernel.execute", {"project_id": str(uuid.uuid4()), **GOOD}
-        )
+        answer = await ws.call("kernel.execute", {"project_id": str(uuid.uuid4()), **GOOD})
     assert answer["error"]["code"] == "forbidden"
 
 
@@ -82,10 +79,14 @@ async def test_calls_on_a_notebook_without_a_kernel(server, user, rooms, project
 async def test_idle_kernels_are_culled_and_busy_ones_are_not(server, user, rooms, project):
     kernels = server.services.extra["kernels"]
     await put_notebook(rooms, project, "idle.ipynb", notebook([("c", "1")]))
-    busy_doc = await put_notebook(rooms, project, "busy.ipynb", notebook([("c", "import time; time.sleep(30)")]))
+    busy_doc = await put_notebook(
+        rooms, project, "busy.ipynb", notebook([("c", "import time; time.sleep(30)")])
+    )
     async with ws_connect(server, user.key) as ws:
         for path in ("idle.ipynb", "busy.ipynb"):
-            await ws.call("kernel.execute", {"project_id": str(project), "path": path, "cell_ids": ["c"]})
+            await ws.call(
+                "kernel.execute", {"project_id": str(project), "path": path, "cell_ids": ["c"]}
+            )
     idle = kernels.get(project, "idle.ipynb")
     await wait_for(lambda: not idle.busy, what="idle kernel done")
     await wait_for(lambda: states(busy_doc)["c"] == "running", what="busy running")
@@ -104,9 +105,13 @@ async def test_kernels_per_project_are_limited(server, user, rooms, project):
     for path in ("one.ipynb", "two.ipynb"):
         await put_notebook(rooms, project, path, notebook([("c", "1")]))
     async with ws_connect(server, user.key) as ws:
-        first = await ws.call("kernel.execute", {"project_id": str(project), "path": "one.ipynb", "cell_ids": ["c"]})
+        first = await ws.call(
+            "kernel.execute", {"project_id": str(project), "path": "one.ipynb", "cell_ids": ["c"]}
+        )
         assert "result" in first
-        second = await ws.call("kernel.execute", {"project_id": str(project), "path": "two.ipynb", "cell_ids": ["c"]})
+        second = await ws.call(
+            "kernel.execute", {"project_id": str(project), "path": "two.ipynb", "cell_ids": ["c"]}
+        )
         assert second["error"]["code"] == "too_many_kernels"
 
 
@@ -121,7 +126,7 @@ async def test_the_kernel_runs_in_the_project_directory_under_a_memory_limit(tmp
         await wait_for(lambda: not session.busy, what="done")
         session.writer.flush()
         cell = cells(doc)["c"]
-        assert text_of(cell) == f"{os.path.realpath(tmp_path)}\n"
+        assert text_of(cell) == f"{await asyncio.to_thread(tmp_path.resolve)}\n"
         assert cell["outputs"][-1]["ename"] == "MemoryError"
     finally:
         await session.shutdown()

@@ -82,7 +82,8 @@ async def test_an_error_drops_the_queued_cells_as_not_run(server, user, rooms, p
     doc = await put_notebook(rooms, project, "d.ipynb", nb)
     async with ws_connect(server, user.key) as ws:
         await ws.call(
-            "kernel.execute", {"project_id": str(project), "path": "d.ipynb", "cell_ids": ["c1", "c2"]}
+            "kernel.execute",
+            {"project_id": str(project), "path": "d.ipynb", "cell_ids": ["c1", "c2"]},
         )
         await wait_for(lambda: states(doc)["c2"] == NOT_RUN, what="c2 not run")
         c1 = cells(doc)["c1"]

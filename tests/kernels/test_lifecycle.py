@@ -8,7 +8,6 @@ import signal
 import time
 from typing import Any
 
-
 from collab.kernels.outputs import NOT_RUN
 from tests.conftest import ws_connect
 from tests.kernels.conftest import (
@@ -26,7 +25,9 @@ def _args(project: Any, path: str, **extra: Any) -> dict[str, Any]:
     return {"project_id": str(project), "path": path, **extra}
 
 
-async def test_interrupt_stops_an_endless_loop_and_the_queue_is_not_run(server, user, rooms, project):
+async def test_interrupt_stops_an_endless_loop_and_the_queue_is_not_run(
+    server, user, rooms, project
+):
     nb = notebook([("loop", "while True: pass"), ("after", "print('after')")])
     doc = await put_notebook(rooms, project, "i.ipynb", nb)
     async with ws_connect(server, user.key) as ws:
@@ -64,8 +65,14 @@ async def test_restart_clears_the_namespace(server, user, rooms, project):
 async def test_a_killed_kernel_is_reported_dead_and_the_next_execution_starts_a_new_one(
     server, user, rooms, project
 ):
-    nb = notebook([("pid", "import os; print(os.getpid())"), ("sleep", "import time; time.sleep(60)"),
-                   ("queued", "print('never')"), ("again", "print('alive')")])
+    nb = notebook(
+        [
+            ("pid", "import os; print(os.getpid())"),
+            ("sleep", "import time; time.sleep(60)"),
+            ("queued", "print('never')"),
+            ("again", "print('alive')"),
+        ]
+    )
     doc = await put_notebook(rooms, project, "k.ipynb", nb)
     async with ws_connect(server, user.key) as ws:
         await ws.call("kernel.execute", _args(project, "k.ipynb", cell_ids=["pid"]))
@@ -127,4 +134,3 @@ async def test_a_million_line_print_is_capped_and_healthz_stays_fast(server, use
         assert "output truncated" in outputs[-1]["data"]["text/plain"]
         # Reported, not asserted (machine-dependent); the healthz checks above must all pass.
         print(f"worst /healthz latency during the flood: {worst * 1000:.1f} ms")
-

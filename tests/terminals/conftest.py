@@ -33,7 +33,9 @@ class TermClient:
             if "terminal" in msg and "id" not in msg:
                 self.frames += 1
                 if "data" in msg:
-                    self.output[msg["terminal"]] = self.output.get(msg["terminal"], "") + msg["data"]
+                    self.output[msg["terminal"]] = (
+                        self.output.get(msg["terminal"], "") + msg["data"]
+                    )
                 if "exit" in msg:
                     self.exits[msg["terminal"]] = msg["exit"]
             elif msg.get("id") in self._answers:
@@ -58,7 +60,9 @@ class TermClient:
 @contextlib.asynccontextmanager
 async def term_client(server: Any, key: str) -> AsyncIterator[TermClient]:
     headers = {"Authorization": f"Bearer {key}"}
-    async with websockets.connect(server.ws + "/ws", additional_headers=headers, max_size=None) as conn:
+    async with websockets.connect(
+        server.ws + "/ws", additional_headers=headers, max_size=None
+    ) as conn:
         client = TermClient(conn)
         try:
             yield client
@@ -69,4 +73,6 @@ async def term_client(server: Any, key: str) -> AsyncIterator[TermClient]:
 @pytest.fixture
 async def project(server: Any, user: Any) -> UUID:
     settings = server.services.settings
-    return await store.create_project(server.services.pool, settings.projects_dir, UUID(user.account_id), "p")
+    return await store.create_project(
+        server.services.pool, settings.projects_dir, UUID(user.account_id), "p"
+    )
