@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import resource
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,16 @@ class Backend(Protocol):
     async def restart(self) -> None: ...
     async def shutdown(self) -> None: ...
     async def is_alive(self) -> bool: ...
+
+
+def process_environment() -> dict[str, str]:
+    """The server's environment without its own settings and database credentials, for
+    the kernels and shells that run project code."""
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith(("COLLAB_", "PG", "JPY_")):
+            del env[key]
+    return env
 
 
 def _address_space_limit(limit: int) -> Callable[[], None]:
@@ -56,7 +67,7 @@ class LocalBackend:
         km = AsyncKernelManager(kernel_name=self.kernel_name)
         # A graceful shutdown that takes longer than this is finished with SIGKILL.
         km.shutdown_wait_time = 3.0
-        kwargs: dict[str, Any] = {"cwd": str(self.cwd)}
+        kwargs: dict[str, Any] = {"cwd": str(self.cwd), "env": process_environment()}
         if self.memory_limit > 0:
             kwargs["preexec_fn"] = _address_space_limit(self.memory_limit)
         await km.start_kernel(**kwargs)

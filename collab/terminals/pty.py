@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from collab.kernels.backend import process_environment
+
 log = logging.getLogger(__name__)
 
 # A viewer receives each event already encoded as a JSON frame (encoded once for all
@@ -35,15 +37,6 @@ def _become_controlling_tty() -> None:
     # Runs in the child after setsid(): the pty on stdin becomes its controlling
     # terminal, so job control and Ctrl-C work in the shell.
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-def shell_environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The server's environment without its own settings and database credentials."""
-    env = dict(os.environ if base is None else base)
-    for key in list(env):
-        if key.startswith(("COLLAB_", "PG", "JPY_")):
-            del env[key]
-    return env
 
 
 class Terminal:
@@ -85,7 +78,7 @@ class Terminal:
         master, slave = os.openpty()
         try:
             self._set_size(slave, *self.size)
-            env = shell_environment()
+            env = process_environment()
             env.update(TERM="xterm-256color", COLUMNS="80", LINES="24")
             self._proc = subprocess.Popen(
                 [self.shell],
