@@ -40,6 +40,8 @@ class GatewayBackend:
         self.kernel_id: str | None = None
         self._ws: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
 
     async def start(self, on_message: OnMessage) -> None:
         r = await self._http.post("/api/kernels", json={"name": self.kernel_name})
@@ -52,6 +54,7 @@ class GatewayBackend:
                 ws_url, additional_headers=self._headers, max_size=None
             )
             self._reader = asyncio.create_task(self._read(on_message), name="gateway-reader")
+            self._writer = asyncio.create_task(self._write(), name="gateway-writer")
             await self._wait_ready()
         except BaseException:
             await self.shutdown()
@@ -81,12 +84,21 @@ class GatewayBackend:
         except websockets.ConnectionClosed:
             pass
 
+    async def _write(self) -> None:
+        while True:
+            frame = await self._outbox.get()
+            try:
+                await self._ws.send(frame)
+            except websockets.ConnectionClosed:
+                return
+
     def _send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str:
         msg = self._session.msg(msg_type, content)
         msg["channel"] = channel
         msg["buffers"] = []
         frame = json.dumps(msg, default=json_default)
-        asyncio.ensure_future(self._ws.send(frame))
+        # One writer task sends in order; execute() stays synchronous like the local client.
+        self._outbox.put_nowait(frame)
         msg_id: str = msg["header"]["msg_id"]
         return msg_id
 
@@ -117,11 +129,12 @@ class GatewayBackend:
         await self._wait_ready()
 
     async def shutdown(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-            self._reader = None
+        for task in (self._reader, self._writer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._reader = self._writer = None
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
