@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from collab.config import Settings, load_settings
@@ -19,6 +22,27 @@ def _settings(args: argparse.Namespace) -> Settings:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
     )
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after its graceful shutdown, which skips atexit (and so the
+        embedded PostgreSQL's clean stop); a shutdown we asked for exits 0 instead."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {
+                sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -41,7 +65,7 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
     server.run()
     return 0 if server.started else 1
 
