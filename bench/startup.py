@@ -31,7 +31,16 @@ def time_serve(data_dir: Path) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")}
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "collab.cli", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "collab.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -85,7 +94,9 @@ def main() -> None:
     print(row("cold: empty data dir (initdb + migrate)", cold))
     print(row("warm: existing data dir (the 5 s target)", warm))
     print(row("baseline: embedded postgres start+stop alone", raw))
-    print(f"\nwarm start / raw postgres start: {statistics.median(warm) / statistics.median(raw):.2f}x")
+    print(
+        f"\nwarm start / raw postgres start: {statistics.median(warm) / statistics.median(raw):.2f}x"
+    )
 
 
 if __name__ == "__main__":
