@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 import pytest
 
 from collab.auth.tokens import SESSION_COOKIE
@@ -214,57 +217,34 @@ async def test_password_is_stored_only_as_argon2_hash(server, user) -> None:
     assert user.password not in row["password_hash"]
 
 
-async def test_cli_user_create_makes_an_admin_who_can_sign_in(server, settings) -> None:
-    import asyncio
-    import sys
-
+async def _cli(settings, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "collab.cli",
-        "user",
-        "create",
-        "--email",
-        "root@example.com",
-        "--password",
-        "admin password",
-        "--name",
-        "Root",
-        "--admin",
-        "--database-url",
-        settings.database_url,
-        "--data-dir",
-        str(settings.data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+        sys.executable, "-m", "collab.cli", *args,
+        "--database-url", settings.database_url, "--data-dir", str(settings.data_dir),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
     out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    assert b"created admin account" in out
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_user_create_makes_an_admin_who_can_sign_in(server, settings) -> None:
+    create = ("user", "create", "--email", "root@example.com", "--password", "admin password")
+    code, out, err = await _cli(settings, *create, "--name", "Root", "--admin")
+    assert code == 0, err
+    assert "created admin account" in out
     async with server.client() as client:
         r = await client.post(
             "/api/auth/login", json={"email": "root@example.com", "password": "admin password"}
         )
         assert r.status_code == 200 and r.json()["is_admin"] is True
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "collab.cli",
-        "user",
-        "create",
-        "--email",
-        "root@example.com",
-        "--password",
-        "admin password",
-        "--database-url",
-        settings.database_url,
-        "--data-dir",
-        str(settings.data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await proc.communicate()
-    assert proc.returncode == 1 and b"email_taken" in err
+    code, _, err = await _cli(settings, *create)
+    assert code == 1 and "email_taken" in err
+
+
+async def test_cli_migrate_reports_nothing_to_apply_on_a_migrated_database(settings) -> None:
+    code, out, err = await _cli(settings, "migrate")
+    assert code == 0, err
+    assert out.strip() == "nothing to apply"
 
 
 async def test_data_dir_secret_is_generated_once_with_private_mode(tmp_path) -> None:
