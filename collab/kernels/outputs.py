@@ -125,7 +125,12 @@ class OutputWriter:
         cell = self._cell(cell_id)
         cell.clear_on_next = False
         cell.fields["execution_state"] = state
-        self._touch()
+        # The end of a cell is written at once, not at the next tick: a short cell then
+        # costs no batching delay, and at most one extra write per cell.
+        try:
+            self.flush()
+        except Exception:
+            log.exception("writing kernel outputs failed", extra={"event": "kernel.write_failed"})
 
     def message(self, cell_id: str, msg_type: str, content: dict[str, Any]) -> None:
         """Apply one iopub message whose parent is the request that runs `cell_id`."""
