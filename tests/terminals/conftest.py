@@ -76,3 +76,10 @@ async def project(server: Any, user: Any) -> UUID:
     return await store.create_project(
         server.services.pool, settings.projects_dir, UUID(user.account_id), "p"
     )
+
+
+@pytest.fixture
+def settings(settings: Any) -> Any:
+    # dash reads no rc file: the machine's ~/.bashrc (pyenv rehash locks and all) must
+    # not decide whether a test's shell answers.
+    return settings.replace(terminal_shell="/bin/sh")
