@@ -147,3 +147,39 @@ async def test_the_kernelspec_comes_from_the_notebook_metadata(tmp_path: Path):
         assert cells(doc)["c"]["outputs"][0]["ename"] == "KernelStartFailed"
     finally:
         await session.shutdown()
+
+
+async def test_a_queued_cell_runs_the_source_it_has_when_it_starts(tmp_path: Path):
+    doc = Doc()
+    nb = YNotebook(doc)
+    nb.set(notebook([("slow", "import time; time.sleep(1)"), ("later", "print('old')")]))
+    session = KernelSession(doc, lambda name: LocalBackend(name, tmp_path, 0))
+    session.start()
+    try:
+        session.execute(["slow", "later"])
+        await wait_for(lambda: states(doc)["slow"] == "running", what="slow running")
+        nb.set_cell(1, source="print('edited while queued')")
+        await wait_for(lambda: not session.busy, what="done")
+        session.writer.flush()
+        assert text_of(cells(doc)["later"]) == "edited while queued\n"
+    finally:
+        await session.shutdown()
+
+
+async def test_kernels_do_not_see_the_servers_settings_or_database_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("COLLAB_DATABASE_URL", "postgresql://secret@db/collab")
+    monkeypatch.setenv("PGPASSWORD", "hunter2")
+    doc = Doc()
+    src = "import os; print(os.environ.get('COLLAB_DATABASE_URL'), os.environ.get('PGPASSWORD'))"
+    YNotebook(doc).set(notebook([("c", src)]))
+    session = KernelSession(doc, lambda name: LocalBackend(name, tmp_path, 0))
+    session.start()
+    try:
+        session.execute(["c"])
+        await wait_for(lambda: not session.busy, what="done")
+        session.writer.flush()
+        assert text_of(cells(doc)["c"]) == "None None\n"
+    finally:
+        await session.shutdown()
