@@ -33,8 +33,11 @@ log = logging.getLogger(__name__)
 # A component is started after the database and the /ws registry exist, and stopped in
 # reverse order. Later packages (tables, sync, kernels) add themselves here.
 Component = Callable[[Services, Api], AbstractAsyncContextManager[None]]
-COMPONENTS: list[Component] = [kernels_component, terminals_component]
+COMPONENTS: list[Component] = []
 EXTRA_ROUTES: list[BaseRoute] = []
+# After the document rooms (when present), so they stop before the rooms close.
+COMPONENTS.append(kernels_component)
+COMPONENTS.append(terminals_component)
 
 
 def load_secret(settings: Settings) -> str:

@@ -64,7 +64,7 @@ async def open_terminal(conn: Connection, args: dict[str, Any]) -> Any:
     _only(args, "rows", "cols")
     rows, cols = _size(args)
     project_id, path, directory = await authorize(conn, args, SUFFIX)
-    terminal = _terminals(conn).open(project_id, path, directory)
+    terminal = await _terminals(conn).open(project_id, path, directory)
     if conn not in _viewing:
         _viewing[conn] = set()
         conn.on_close(lambda: _detach_all(conn))
@@ -130,7 +130,7 @@ CALLS = {
 
 @contextlib.asynccontextmanager
 async def component(services: Services, api: Api) -> AsyncIterator[None]:
-    terminals = Terminals(services.settings)
+    terminals = Terminals(services.settings, lambda: services.extra.get("rooms"))
     services.extra["terminals"] = terminals
     for name, handler in CALLS.items():
         api.register_call(name, handler)

@@ -9,8 +9,12 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from uuid import UUID
+
+from pycrdt import Map
 
 from collab.config import Settings
 from collab.errors import ApiError
@@ -22,10 +26,18 @@ Key = tuple[UUID, str]
 
 
 class Terminals:
-    def __init__(self, settings: Settings, reap_interval: float = 60) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rooms: Callable[[], Any] = lambda: None,
+        reap_interval: float = 60,
+    ) -> None:
         self.settings = settings
         self.reap_interval = reap_interval
+        self._rooms = rooms
         self._terminals: dict[Key, Terminal] = {}
+        self._docs: dict[Terminal, Any] = {}  # the .term room each terminal holds open
+        self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -38,11 +50,13 @@ class Terminals:
                 await self._reaper
         for key in list(self._terminals):
             self.kill(*key)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def get(self, project_id: UUID, path: str) -> Terminal | None:
         return self._terminals.get((project_id, path))
 
-    def open(self, project_id: UUID, path: str, directory: Path) -> Terminal:
+    async def open(self, project_id: UUID, path: str, directory: Path) -> Terminal:
         key = (project_id, path)
         terminal = self._terminals.get(key)
         if terminal is not None and terminal.alive:
@@ -61,6 +75,11 @@ class Terminals:
         def gone(t: Terminal) -> None:
             if self._terminals.get(key) is t:
                 del self._terminals[key]
+            room = self._docs.pop(t, None)
+            if room is not None:
+                task = asyncio.get_running_loop().create_task(self._rooms().close(room))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
         terminal = Terminal(
             directory,
@@ -68,11 +87,42 @@ class Terminals:
             scrollback_bytes=self.settings.terminal_scrollback_bytes,
             rate_bytes=self.settings.terminal_rate_bytes,
             on_exit=gone,
+            on_change=self._publish,
         )
-        terminal.start()
+        rooms = self._rooms()
+        room = await rooms.open(project_id, path) if rooms is not None else None
+        try:
+            terminal.start()
+        except BaseException:
+            if room is not None:
+                await rooms.close(room)
+            raise
         self._terminals[key] = terminal
+        if room is not None:
+            self._docs[terminal] = room
+            self._publish(terminal)
         log.info("terminal started", extra={"event": "terminal.started", "path": path})
         return terminal
+
+    def _publish(self, terminal: Terminal) -> None:
+        """The terminal's state in its .term document (layout: docs/protocol-kernels.md)."""
+        room = self._docs.get(terminal)
+        if room is None:
+            return
+        doc = room.doc
+        state = doc.get("terminal", type=Map)
+        rows, cols = terminal.size
+        values = {
+            "id": terminal.id,
+            "status": "running" if terminal.alive else "exited",
+            "rows": rows,
+            "cols": cols,
+            "exit_code": terminal.exit_code,
+        }
+        with doc.transaction():
+            for name, value in values.items():
+                if name not in state or state[name] != value:
+                    state[name] = value
 
     def kill(self, project_id: UUID, path: str) -> bool:
         terminal = self._terminals.pop((project_id, path), None)

@@ -48,6 +48,7 @@ class Terminal:
         scrollback_bytes: int = 1024 * 1024,
         rate_bytes: int = 256 * 1024,
         on_exit: Callable[[Terminal], None] | None = None,
+        on_change: Callable[[Terminal], None] | None = None,
     ) -> None:
         self.id = "t-" + secrets.token_hex(8)
         self.cwd = cwd
@@ -55,6 +56,7 @@ class Terminal:
         self.scrollback_bytes = scrollback_bytes
         self.rate_bytes = rate_bytes
         self._on_exit = on_exit
+        self._on_change = on_change
         self._scrollback: deque[str] = deque()
         self._scrollback_size = 0
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -134,6 +136,7 @@ class Terminal:
                 self._proc.kill()
                 self.exit_code = self._proc.wait()
         self._broadcast({"terminal": self.id, "exit": self.exit_code})
+        self._changed()
         if self._on_exit is not None:
             self._on_exit(self)
 
@@ -249,6 +252,14 @@ class Terminal:
         if size != self.size:
             self.size = size
             self._set_size(self._master, *size)
+            self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change(self)
+            except Exception:
+                log.exception("publishing terminal state failed")
 
     @staticmethod
     def _set_size(fd: int, rows: int, cols: int) -> None:

@@ -136,3 +136,28 @@ async def test_bad_terminal_calls_get_a_clear_error(server, user, project, name,
     async with term_client(server, user.key) as a:
         answer = await a.call(name, {**_args(project), **args})
     assert answer["error"]["code"] == code, answer
+
+
+async def test_the_term_document_shows_the_terminal_state(server, user, project):
+    from pycrdt import Map
+
+    from tests.kernels.conftest import MemoryRooms, wait_for
+
+    rooms = MemoryRooms()
+    server.services.extra["rooms"] = rooms
+    async with term_client(server, user.key) as a, term_client(server, user.key) as b:
+        tid = (await a.call("terminal.open", _args(project, rows=30, cols=90)))["result"][
+            "terminal"
+        ]
+        room = rooms.rooms[(project, "t.term")]
+        assert room.kind == "terminal" and room.holders == 1
+        state = room.doc.get("terminal", type=Map)
+        assert state.to_py() == {
+            "id": tid, "status": "running", "rows": 30, "cols": 90, "exit_code": None
+        }  # fmt: skip
+        await b.call("terminal.open", _args(project, rows=20, cols=100))
+        assert (state["rows"], state["cols"]) == (20, 90)
+        await a.call("terminal.input", _args(project, data="exit 5\n"))
+        await wait_for(lambda: state.get("status") == "exited", what="exited")
+        assert state["exit_code"] == 5
+        await wait_for(lambda: room.holders == 0, what="room released")
