@@ -183,3 +183,12 @@ async def test_kernels_do_not_see_the_servers_settings_or_database_credentials(
         assert text_of(cells(doc)["c"]) == "None None\n"
     finally:
         await session.shutdown()
+
+
+async def test_without_document_rooms_execution_is_unavailable(server, user, project):
+    server.services.extra.pop("rooms", None)
+    async with ws_connect(server, user.key) as ws:
+        answer = await ws.call(
+            "kernel.execute", {"project_id": str(project), "path": "a.ipynb", "cell_ids": ["c"]}
+        )
+    assert answer["error"]["code"] == "unavailable"
