@@ -223,7 +223,7 @@ async def main() -> None:
                         f"{name} p50 / p95",
                         f"{pct(ours, 0.5):.1f} / {pct(ours, 0.95):.1f} ms",
                         f"{pct(theirs, 0.5):.1f} / {pct(theirs, 0.95):.1f} ms",
-                        f"+{pct(ours, 0.5) - pct(theirs, 0.5):.1f} ms at p50",
+                        f"{pct(ours, 0.5) - pct(theirs, 0.5):+.1f} ms at p50",
                     )
                 )
             stream = (
