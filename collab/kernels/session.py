@@ -91,6 +91,7 @@ class KernelSession:
     # -- public ----------------------------------------------------------------------
 
     def start(self) -> None:
+        self._reset_stale()
         self.writer.start()
         self._runner = asyncio.create_task(self._run(), name="kernel-runner")
         self._monitor = asyncio.create_task(self._watch(), name="kernel-monitor")
@@ -301,6 +302,16 @@ class KernelSession:
                     await self._stop_backend()
 
     # -- document state --------------------------------------------------------------
+
+    def _reset_stale(self) -> None:
+        """A document can say a kernel is busy and cells are running when the process that
+        ran them is gone (a crash, a restart): nothing runs here yet, so say so."""
+        cells = self.doc.get("cells", type=Array)
+        with self.doc.transaction():
+            for ycell in cells:
+                if isinstance(ycell, Map) and ycell.get("execution_state") in (QUEUED, "running"):
+                    ycell["execution_state"] = NOT_RUN
+            self._publish(status=STOPPED, input=None)
 
     def _set_status(self, status: str) -> None:
         if status == self.status:

@@ -192,3 +192,21 @@ async def test_without_document_rooms_execution_is_unavailable(server, user, pro
             "kernel.execute", {"project_id": str(project), "path": "a.ipynb", "cell_ids": ["c"]}
         )
     assert answer["error"]["code"] == "unavailable"
+
+
+async def test_a_new_session_clears_state_left_by_a_process_that_is_gone(tmp_path: Path):
+    doc = Doc()
+    YNotebook(doc).set(notebook([("a", "1"), ("b", "2"), ("c", "3")]))
+    from pycrdt import Array, Map
+
+    ycells = doc.get("cells", type=Array)
+    ycells[0]["execution_state"] = "running"
+    ycells[1]["execution_state"] = "queued"
+    doc.get("kernel", type=Map).update({"status": "busy", "input": {"prompt": "x"}})
+    session = KernelSession(doc, lambda name: LocalBackend(name, tmp_path, 0))
+    session.start()
+    try:
+        assert states(doc) == {"a": "not_run", "b": "not_run", "c": "idle"}
+        assert doc.get("kernel", type=Map).to_py() == {"status": "stopped"}
+    finally:
+        await session.shutdown()
