@@ -210,3 +210,40 @@ async def test_a_new_session_clears_state_left_by_a_process_that_is_gone(tmp_pat
         assert doc.get("kernel", type=Map).to_py() == {"status": "stopped"}
     finally:
         await session.shutdown()
+
+
+async def test_interrupt_follows_a_kernelspec_with_message_interrupt_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import json
+    import sys
+
+    spec = tmp_path / "share" / "kernels" / "py-message"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python (message interrupts)",
+                "language": "python",
+                "interrupt_mode": "message",
+            }
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share"))
+    doc = Doc()
+    nb = notebook([("loop", "while True: pass"), ("next", "print('next')")], kernel="py-message")
+    YNotebook(doc).set(nb)
+    session = KernelSession(doc, lambda name: LocalBackend(name, tmp_path, 0))
+    session.start()
+    try:
+        session.execute(["loop", "next"])
+        await wait_for(lambda: states(doc)["loop"] == "running", what="loop running")
+        assert session.kernel_name == "py-message"
+        await session.interrupt()
+        await wait_for(lambda: not session.busy, what="interrupted")
+        session.writer.flush()
+        assert cells(doc)["loop"]["outputs"][0]["ename"] == "KeyboardInterrupt"
+        assert states(doc)["next"] == "not_run"
+    finally:
+        await session.shutdown()
