@@ -43,6 +43,7 @@ class _Cell:
     truncated: bool = False
     dropped: int = 0
     fields: dict[str, Any] = field(default_factory=dict)  # execution_count / state to write
+    finished: bool = False  # done or dropped: the model goes once written
 
 
 class OutputWriter:
@@ -102,7 +103,9 @@ class OutputWriter:
         return cell
 
     def set_state(self, cell_id: str, state: str) -> None:
-        self._cell(cell_id).fields["execution_state"] = state
+        cell = self._cell(cell_id)
+        cell.fields["execution_state"] = state
+        cell.finished = state in (IDLE, NOT_RUN)
         self._touch()
 
     def begin(self, cell_id: str) -> None:
@@ -113,6 +116,7 @@ class OutputWriter:
         cell.clear_on_next = False
         cell.size = cell.count = cell.dropped = 0
         cell.truncated = False
+        cell.finished = False
         cell.fields["execution_state"] = RUNNING
         cell.fields["execution_count"] = None
         self._touch()
@@ -125,6 +129,7 @@ class OutputWriter:
         cell = self._cell(cell_id)
         cell.clear_on_next = False
         cell.fields["execution_state"] = state
+        cell.finished = True
         # The end of a cell is written at once, not at the next tick: a short cell then
         # costs no batching delay, and at most one extra write per cell.
         try:
@@ -288,6 +293,15 @@ class OutputWriter:
                         output.dirty = False
                     continue
                 self._write_cell(cell, ycell)
+        self._drop_finished(pending)
+
+    def _drop_finished(self, cells: list[_Cell]) -> None:
+        """Forget finished cells once written, unless a display id still points into them
+        (a later update_display_data rewrites their outputs)."""
+        shown = {id(c) for entries in self._displays.values() for c, _ in entries}
+        for cell in cells:
+            if cell.finished and id(cell) not in shown and self._cells.get(cell.cell_id) is cell:
+                del self._cells[cell.cell_id]
 
     def _write_cell(self, cell: _Cell, ycell: Map) -> None:
         for key, value in cell.fields.items():
@@ -323,13 +337,6 @@ class OutputWriter:
                 else:
                     output.ymap["data"] = output.data.get("data", {})
                     output.ymap["metadata"] = output.data.get("metadata", {})
-
-    def forget(self, cell_id: str) -> None:
-        """Drop the model of a cell that is done and flushed (display ids stay live)."""
-        cell = self._cells.get(cell_id)
-        if cell is not None and not (cell.reset or cell.fields or _has_dirty(cell)):
-            if not any(cell is c for entries in self._displays.values() for c, _ in entries):
-                del self._cells[cell_id]
 
 
 def _has_dirty(cell: _Cell) -> bool:

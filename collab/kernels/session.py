@@ -190,7 +190,6 @@ class KernelSession:
                 self._active = None
             if not ok:
                 self._drop_queue()
-            self.writer.forget(cell_id)
             self.last_activity = time.monotonic()
 
     async def _run_cell(self, cell_id: str) -> bool:
