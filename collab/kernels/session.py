@@ -108,7 +108,7 @@ class KernelSession:
         """Queue code cells that exist in the document; returns the ids queued."""
         if self._closed:
             raise KernelGone("the kernel is shut down")
-        known = _code_cells(self.doc)
+        known = _code_cell_ids(self.doc)
         queued = [c for c in cell_ids if c in known]
         for cell_id in queued:
             self._queue.append(cell_id)
@@ -193,7 +193,7 @@ class KernelSession:
             self.last_activity = time.monotonic()
 
     async def _run_cell(self, cell_id: str) -> bool:
-        code = _code_cells(self.doc).get(cell_id)
+        code = _cell_source(self.doc, cell_id)
         if code is None:
             return True  # deleted while queued
         async with self._lock:
@@ -331,15 +331,22 @@ class KernelSession:
                     state[key] = value
 
 
-def _code_cells(doc: Doc) -> dict[str, str]:
-    cells = doc.get("cells", type=Array)
-    found: dict[str, str] = {}
-    for ycell in cells:
-        if isinstance(ycell, Map) and ycell.get("cell_type") == "code":
-            cell_id = ycell.get("id")
-            if isinstance(cell_id, str) and cell_id not in found:
-                found[cell_id] = str(ycell.get("source", ""))
-    return found
+def _code_cell_ids(doc: Doc) -> set[str]:
+    return {
+        str(ycell.get("id"))
+        for ycell in doc.get("cells", type=Array)
+        if isinstance(ycell, Map) and ycell.get("cell_type") == "code"
+    }
+
+
+def _cell_source(doc: Doc, cell_id: str) -> str | None:
+    """The current source of the first code cell with this id (None if it is gone)."""
+    for ycell in doc.get("cells", type=Array):
+        if isinstance(ycell, Map) and ycell.get("id") == cell_id:
+            if ycell.get("cell_type") != "code":
+                return None
+            return str(ycell.get("source", ""))
+    return None
 
 
 def _kernel_name(doc: Doc) -> str | None:
