@@ -226,6 +226,35 @@ async def main() -> None:
                         f"{pct(ours, 0.5) - pct(theirs, 0.5):+.1f} ms at p50",
                     )
                 )
+            # A million-line print: capped in the document, /healthz probed all along.
+            flood_doc = await notebook(
+                "flood.ipynb", [("f", "for i in range(1_000_000): print(i)")]
+            )
+            (flood_viewer,), _ = replicas(flood_doc, 1)
+            probes: list[float] = []
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                t = time.perf_counter()
+                await ws.call(
+                    "kernel.execute",
+                    {"project_id": str(project), "path": "flood.ipynb", "cell_ids": ["f"]},
+                )
+                while not cell_done(flood_viewer, "f", 1):
+                    started = time.perf_counter()
+                    r = await http.get("/healthz")
+                    assert r.status_code == 200
+                    probes.append(time.perf_counter() - started)
+                    await asyncio.sleep(0.02)
+                flood = time.perf_counter() - t
+            kept = len(YNotebook(flood_viewer).get()["cells"][0]["outputs"][0]["text"])
+            rows.append(
+                (
+                    "1M-line print: /healthz p50 / max",
+                    f"{pct(probes, 0.5):.1f} / {max(probes) * 1000:.1f} ms ({len(probes)} probes)",
+                    f"cell done in {flood:.1f} s",
+                    f"{kept} characters kept (cap)",
+                )
+            )
+            await ws.call("kernel.shutdown", {"project_id": str(project), "path": "flood.ipynb"})
             stream = (
                 "import time\n"
                 "t0 = time.time()\n"

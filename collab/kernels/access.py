@@ -45,6 +45,7 @@ def relative_path(raw: Any, suffix: str) -> str:
 
 
 def _inside(root: Path, path: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
     root = root.resolve()
     full = (root / path).resolve()
     if not full.is_relative_to(root):
@@ -61,6 +62,6 @@ async def authorize(conn: Connection, args: dict[str, Any], suffix: str) -> tupl
         # Same answer for a missing project as for someone else's: no probing for ids.
         raise ApiError("forbidden", "you are not a member of this project", status=403)
     directory = store.project_dir(conn.services.settings.projects_dir, project_id)
+    # One trip to a thread: resolving symlinks touches the disk.
     await asyncio.to_thread(_inside, directory, path)
-    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     return project_id, path, directory
