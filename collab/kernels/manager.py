@@ -34,7 +34,9 @@ class Kernels:
         self._rooms = rooms
         self._make_backend = make_backend or self._default_backend
         self._sessions: dict[Key, tuple[KernelSession, Any]] = {}
-        self._lock = asyncio.Lock()
+        # Per project: opening one notebook's room (a database load) does not hold up
+        # other projects, and the per-project kernel count stays exact.
+        self._locks: dict[UUID, asyncio.Lock] = {}
         self._culler: asyncio.Task[None] | None = None
 
     def _default_backend(self, kernel_name: str, cwd: Path) -> Backend:
@@ -69,7 +71,11 @@ class Kernels:
 
     async def open(self, project_id: UUID, path: str, directory: Path) -> KernelSession:
         """The session for this notebook, created (kernel not yet started) if needed."""
-        async with self._lock:
+        entry = self._sessions.get((project_id, path))
+        if entry is not None:
+            return entry[0]
+        lock = self._locks.setdefault(project_id, asyncio.Lock())
+        async with lock:
             entry = self._sessions.get((project_id, path))
             if entry is not None:
                 return entry[0]
