@@ -14,9 +14,18 @@ from typing import Any
 
 import httpx
 import pytest
+from jupyter_ydoc import YNotebook
 
 from tests.conftest import make_user, serve, ws_connect
-from tests.kernels.conftest import MemoryRooms, cells, notebook, put_notebook, text_of, wait_for
+from tests.kernels.conftest import (
+    MemoryRooms,
+    cells,
+    notebook,
+    put_notebook,
+    states,
+    text_of,
+    wait_for,
+)
 
 
 def _free_port() -> int:
@@ -99,6 +108,13 @@ async def test_a_cell_runs_end_to_end_on_a_kernel_gateway(gateway_server, gatewa
                 gateway[0] + "/api/kernels", headers={"Authorization": f"token {gateway[1]}"}
             )
         assert len(listed.json()) == 1
+        YNotebook(doc).set_cell(1, source="while True: pass")
+        await ws.call("kernel.execute", {**args, "cell_ids": ["c2"]})
+        await wait_for(lambda: states(doc)["c2"] == "running", what="loop on the gateway")
+        await asyncio.sleep(0.3)
+        assert "result" in await ws.call("kernel.interrupt", args)
+        await wait_for(lambda: cells(doc)["c2"]["outputs"], what="interrupted")
+        assert cells(doc)["c2"]["outputs"][0]["ename"] == "KeyboardInterrupt"
         restarted = await ws.call("kernel.restart", args)
         assert restarted["result"]["status"] == "idle", restarted
         assert (await ws.call("kernel.shutdown", args))["result"] == {"status": "stopped"}
