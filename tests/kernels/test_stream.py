@@ -40,3 +40,26 @@ def test_a_progress_bar_stays_one_line():
         buf.feed(f"\r{i:4d}/1000")
     buf.feed("\n")
     assert buf.text == " 999/1000\n"
+
+
+@given(chunks, st.lists(st.booleans(), max_size=30))
+def test_the_shared_text_matches_the_stream_through_any_flushes(parts, flushes):
+    from jupyter_ydoc import YNotebook
+    from pycrdt import Doc
+
+    from collab.kernels.outputs import OutputWriter
+    from tests.kernels.conftest import cells, notebook
+
+    doc = Doc()
+    YNotebook(doc).set(notebook([("c", "")]))
+    writer = OutputWriter(doc)
+    writer.begin("c")
+    for i, part in enumerate(parts):
+        writer.message("c", "stream", {"name": "stdout", "text": part})
+        if i < len(flushes) and flushes[i]:
+            writer.flush()
+    writer.finish("c")
+    expected = StreamBuffer()
+    expected.feed("".join(parts))
+    outputs = cells(doc)["c"]["outputs"]
+    assert "".join(o["text"] for o in outputs) == expected.text
