@@ -1,0 +1,316 @@
+"""RoomManager: the rooms of this process. Loads a room once however many arrive at a
+cold document, unloads it after its last hold goes (after flushing the log and the file),
+listens for other processes' updates, and mirrors documents to and from their files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from functools import partial
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from collab.db.pool import connect
+from collab.services import Services
+from collab.sync import history, kinds, mirror, paths
+from collab.sync.room import DocumentTooLarge, Room
+from collab.sync.store import CHANNEL, UpdateStore
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL = 1.0
+
+
+class RoomManager:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.store = UpdateStore(services.pool, origin=uuid.uuid4().hex)
+        self.rooms: dict[tuple[UUID, str], Room] = {}
+        self._by_doc: dict[int, Room] = {}
+        self._loading: dict[tuple[UUID, str], asyncio.Task[Room]] = {}
+        self._unloading: dict[tuple[UUID, str], asyncio.Task[None]] = {}
+        self._catching_up: dict[int, asyncio.Task[None]] = {}
+        self._again: set[int] = set()
+        self._mirror_handles: dict[int, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listener: asyncpg.Connection | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    # -- public interface ------------------------------------------------------------
+
+    async def open(self, project_id: UUID, path: str) -> Room:
+        """Load (or join the live) room for a document and hold it open until close()."""
+        key = (project_id, paths.normalize(path))
+        while True:
+            unloading = self._unloading.get(key)
+            if unloading is not None:
+                await asyncio.shield(unloading)
+                continue
+            room = self.rooms.get(key)
+            if room is not None and not room.closing:
+                room.holds += 1
+                if room.unload_handle is not None:
+                    room.unload_handle.cancel()
+                    room.unload_handle = None
+                return room
+            task = self._loading.get(key)
+            if task is None:
+                task = asyncio.get_running_loop().create_task(self._load(*key))
+                self._loading[key] = task
+                task.add_done_callback(partial(self._loaded, key))
+            await asyncio.shield(task)
+
+    def _loaded(self, key: tuple[UUID, str], _task: asyncio.Task[Room]) -> None:
+        self._loading.pop(key, None)
+
+    async def close(self, room: Room) -> None:
+        """Release one hold; the room unloads after the unload delay if none is left."""
+        room.holds -= 1
+        if room.holds <= 0 and room.unload_handle is None and not room.closing:
+            delay = self.settings.sync_unload_delay_ms / 1000
+            room.unload_handle = asyncio.get_running_loop().call_later(
+                delay, self._start_unload, room
+            )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._listener = await connect(self.services.database_url)
+        await self._listener.add_listener(CHANNEL, self._on_notify)
+        self._watcher = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for room in list(self.rooms.values()):
+            for client in list(room.clients):
+                client.close(1001, "server shutting down")
+            await self._unload(room)
+        await self.store.close()
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _load(self, project_id: UUID, path: str) -> Room:
+        settings = self.settings
+        file = await asyncio.to_thread(paths.resolve, settings.projects_dir, project_id, path)
+        kind = kinds.kind_of(path)
+        doc_id = await self.store.doc_id(project_id, path)
+        room = Room(
+            project_id, path, kind, doc_id, file, self.store, settings.sync_max_document_bytes
+        )
+        rows = await self.store.rows(doc_id)
+        room.size = sum(len(r.data) for r in rows)
+        if room.size > settings.sync_max_document_bytes:
+            raise DocumentTooLarge("the stored document is over the size cap")
+        room.apply_remote([r.data for r in rows])
+        room.read_seq = rows[-1].seq if rows else 0
+        room.start()
+        if kinds.mirrored(kind):
+            data = await asyncio.to_thread(mirror.read, file)
+            if data is not None and len(data) > settings.sync_max_document_bytes:
+                room.stop()
+                raise DocumentTooLarge("the file is over the size cap")
+            if not rows:
+                value = kinds.parse_file(kind, data) if data is not None else None
+                if value is None:
+                    value = kinds.empty_content(kind)
+                # Deterministic bytes: two processes loading at once store the same update.
+                update = kinds.initial_update(kind, value)
+                room.doc.apply_update(update)
+                if data is not None:
+                    room.file_sha = mirror.sha256(data)
+                    await self.store.set_file_sha(doc_id, room.file_sha)
+            elif data is not None:
+                sha = mirror.sha256(data)
+                room.file_sha = sha
+                if await self.store.claim_file_sha(doc_id, sha):
+                    # Changed on disk while nobody had it open (git pull): merge as a diff.
+                    self._merge_file(room, data)
+            room.file_stat = await asyncio.to_thread(mirror.stat, file)
+            room.on_change = lambda room=room: self._schedule_mirror(room)
+            if data is None:
+                self._schedule_mirror(room)
+        self.rooms[(project_id, path)] = room
+        self._by_doc[doc_id] = room
+        # Rows another process wrote while we loaded.
+        self._on_notify(None, 0, CHANNEL, f"{doc_id}:")
+        log.info(
+            "room loaded",
+            extra={"event": "sync.room_loaded", "doc_id": doc_id, "kind": kind, "rows": len(rows)},
+        )
+        return room
+
+    def _start_unload(self, room: Room) -> None:
+        room.unload_handle = None
+        if room.holds > 0 or room.closing:
+            return
+        key = (room.project_id, room.path)
+        task = asyncio.get_running_loop().create_task(self._unload(room))
+        self._unloading[key] = task
+        task.add_done_callback(lambda _t: self._unloading.pop(key, None))
+
+    async def _unload(self, room: Room) -> None:
+        if room.closing:
+            return
+        room.closing = True
+        key = (room.project_id, room.path)
+        try:
+            handle = self._mirror_handles.pop(room.doc_id, None)
+            if handle is not None:
+                handle.cancel()
+            await self._write_mirror(room)
+            await self.store.drain()
+        finally:
+            room.stop()
+            if self.rooms.get(key) is room:
+                del self.rooms[key]
+            if self._by_doc.get(room.doc_id) is room:
+                del self._by_doc[room.doc_id]
+        if room.rows_written >= self.settings.sync_compact_rows:
+            self._spawn(self.compact(room.doc_id, room.kind))
+        log.info("room unloaded", extra={"event": "sync.room_unloaded", "doc_id": room.doc_id})
+
+    async def compact(self, doc_id: int, kind: str) -> int:
+        try:
+            return await history.compact(
+                self.services.pool, doc_id, kind, self.settings.sync_history_seconds
+            )
+        except Exception:
+            log.exception("compaction failed", extra={"event": "sync.compact_error"})
+            return 0
+
+    # -- other processes ---------------------------------------------------------------
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        doc_text, _, origin = payload.partition(":")
+        if origin == self.store.origin:
+            return
+        try:
+            doc_id = int(doc_text)
+        except ValueError:
+            return
+        if doc_id not in self._by_doc:
+            return
+        if doc_id in self._catching_up:
+            self._again.add(doc_id)
+            return
+        task = self._spawn(self._catch_up(doc_id))
+        self._catching_up[doc_id] = task
+
+    async def _catch_up(self, doc_id: int) -> None:
+        try:
+            while True:
+                self._again.discard(doc_id)
+                room = self._by_doc.get(doc_id)
+                if room is None:
+                    return
+                updates, last = await self.store.foreign_rows(doc_id, room.read_seq)
+                room.read_seq = max(room.read_seq, last)
+                if updates:
+                    room.apply_remote(updates)
+                if doc_id not in self._again:
+                    return
+        except Exception:
+            log.exception("catch-up failed", extra={"event": "sync.catch_up_error"})
+        finally:
+            self._catching_up.pop(doc_id, None)
+
+    # -- files ---------------------------------------------------------------------------
+
+    def _schedule_mirror(self, room: Room) -> None:
+        if room.doc_id in self._mirror_handles or room.closing:
+            return
+        delay = self.settings.sync_mirror_debounce_ms / 1000
+        self._mirror_handles[room.doc_id] = asyncio.get_running_loop().call_later(
+            delay, self._fire_mirror, room
+        )
+
+    def _fire_mirror(self, room: Room) -> None:
+        self._mirror_handles.pop(room.doc_id, None)
+        self._spawn(self._write_mirror(room))
+
+    async def _write_mirror(self, room: Room) -> None:
+        if not kinds.mirrored(room.kind):
+            return
+        try:
+            data = kinds.to_file(room.doc, room.kind)
+        except Exception:
+            # A document that does not validate is not written over a good file.
+            log.exception("document not mirrored", extra={"event": "sync.mirror_invalid"})
+            return
+        sha = mirror.sha256(data)
+        if sha == room.file_sha:
+            return
+        try:
+            # Record the hash first: another process that sees the new file must know it
+            # is our mirror, not an edit to merge.
+            room.file_sha = sha
+            await self.store.set_file_sha(room.doc_id, sha)
+            room.file_stat = await asyncio.to_thread(mirror.write_atomic, room.file, data)
+        except Exception:
+            log.exception("mirror write failed", extra={"event": "sync.mirror_error"})
+
+    def _merge_file(self, room: Room, data: bytes) -> None:
+        try:
+            value = kinds.parse_file(room.kind, data)
+        except kinds.UnsupportedFile:
+            log.warning("file not merged", extra={"event": "sync.merge_refused"})
+            return
+        room.apply_as(None, lambda: kinds.set_content(room.doc, room.kind, value))
+
+    async def _watch(self) -> None:
+        """Poll open documents' files (and expire stale presence) about once a second."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            rooms = [r for r in self.rooms.values() if not r.closing]
+            for room in rooms:
+                room.expire_presence()
+            watched = [r for r in rooms if kinds.mirrored(r.kind)]
+            try:
+                stats = await asyncio.to_thread(_stat_all, [r.file for r in watched])
+                for room, st in zip(watched, stats, strict=True):
+                    if st is None or st == room.file_stat or room.closing:
+                        continue
+                    await self._check_file(room)
+                for room in rooms:
+                    if room.rows_written >= self.settings.sync_compact_rows:
+                        room.rows_written = 0
+                        self._spawn(self.compact(room.doc_id, room.kind))
+            except Exception:
+                log.exception("file watch failed", extra={"event": "sync.watch_error"})
+
+    async def _check_file(self, room: Room) -> None:
+        st = await asyncio.to_thread(mirror.stat, room.file)
+        data = await asyncio.to_thread(mirror.read, room.file)
+        room.file_stat = st
+        if data is None or len(data) > self.settings.sync_max_document_bytes:
+            return
+        sha = mirror.sha256(data)
+        if sha == room.file_sha:
+            return
+        room.file_sha = sha
+        if await self.store.claim_file_sha(room.doc_id, sha):
+            log.info("file changed on disk", extra={"event": "sync.file_merged"})
+            self._merge_file(room, data)
+
+
+def _stat_all(files: list[Path]) -> list[tuple[int, int] | None]:
+    return [mirror.stat(f) for f in files]
