@@ -150,6 +150,10 @@ class RoomManager:
                 self._schedule_mirror(room)
         self.rooms[(project_id, path)] = room
         self._by_doc[doc_id] = room
+        # Unloads unless the opener takes its hold (it may have gone away meanwhile).
+        room.unload_handle = asyncio.get_running_loop().call_later(
+            self.settings.sync_unload_delay_ms / 1000, self._start_unload, room
+        )
         # Rows another process wrote while we loaded.
         self._on_notify(None, 0, CHANNEL, f"{doc_id}:")
         log.info(
