@@ -30,7 +30,11 @@ class YClient:
         self.conn = conn
         self.doc: Doc = doc or Doc()
         self.synced = asyncio.Event()
+        # SYNC step-2 and update messages sent, in order: the server's acknowledgement
+        # counts the same messages.
         self.sent_updates = 0
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
         self.acked = 0
         self.ack_event = asyncio.Event()
         self.awareness: list[bytes] = []
@@ -48,14 +52,16 @@ class YClient:
         if self._remote:
             return
         self.sent_updates += 1
-        asyncio.get_running_loop().create_task(self._send(create_update_message(event.update)))
+        self._outbox.put_nowait(create_update_message(event.update))
 
-    async def _send(self, data: bytes) -> None:
+    async def _send_loop(self) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
-            await self.conn.send(data)
+            while True:
+                await self.conn.send(await self._outbox.get())
 
     async def start(self) -> None:
-        await self.conn.send(create_sync_message(self.doc))
+        self._outbox.put_nowait(create_sync_message(self.doc))
+        self._sender = asyncio.create_task(self._send_loop())
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -71,7 +77,8 @@ class YClient:
                     finally:
                         self._remote = False
                     if reply is not None:
-                        await self.conn.send(reply)
+                        self.sent_updates += 1
+                        self._outbox.put_nowait(reply)
                     if message[1] == YSyncMessageType.SYNC_STEP2:
                         self.synced.set()
                 elif kind == YMessageType.AWARENESS:
@@ -82,12 +89,14 @@ class YClient:
         except websockets.ConnectionClosed:
             pass
         finally:
-            rcvd = self.conn.close_rcvd
             if not self.closed.done():
-                self.closed.set_result(rcvd.code if rcvd else None)
+                self.closed.set_result(self.conn.close_code)
 
     async def send_awareness(self, update: bytes) -> None:
-        await self.conn.send(create_awareness_message(update))
+        self._outbox.put_nowait(create_awareness_message(update))
+
+    async def send_raw(self, data: bytes | str) -> None:
+        self._outbox.put_nowait(data)  # type: ignore[arg-type]
 
     async def wait_acked(self, timeout: float = 20) -> None:
         async def wait() -> None:
@@ -98,7 +107,10 @@ class YClient:
         await asyncio.wait_for(wait(), timeout)
 
     async def close(self) -> None:
+        self.doc.unobserve(self._sub)
         await self.conn.close()
+        if self._sender is not None:
+            self._sender.cancel()
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await self._task
