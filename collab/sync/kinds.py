@@ -16,8 +16,9 @@ NOTEBOOK = "notebook"
 TEXT = "text"
 TERMINAL = "terminal"
 
-# A fixed client id for content loaded from a file, so that two processes loading the
-# same file produce byte-identical updates and the CRDT merges them into one copy.
+# The client id of content loaded from a file. Loading is not byte-deterministic
+# (nested maps encode in hash order), so the store lets only one loader's update in;
+# a fixed id keeps the file's content recognisable in the log.
 FILE_CLIENT_ID = 1
 _CELL_NAMESPACE = uuid.UUID("8b0d1c1e-7d44-4c55-9a43-2f0cdbc7a1f5")
 
@@ -74,7 +75,7 @@ def empty_content(kind: str) -> Any:
 
 
 def initial_update(kind: str, value: Any) -> bytes:
-    """The update that loads `value` into an empty document, the same bytes every time."""
+    """The update that loads `value` into an empty document."""
     doc: Doc = Doc(client_id=FILE_CLIENT_ID)
     set_content(doc, kind, value)
     return doc.get_update()

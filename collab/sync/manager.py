@@ -132,9 +132,10 @@ class RoomManager:
                 value = kinds.parse_file(kind, data) if data is not None else None
                 if value is None:
                     value = kinds.empty_content(kind)
-                # Deterministic bytes: two processes loading at once store the same update.
                 update = kinds.initial_update(kind, value)
-                room.doc.apply_update(update)
+                # Another process may be loading the same file: the database picks one.
+                theirs = await self.store.store_first(doc_id, update)
+                room.apply_remote([r.data for r in theirs] if theirs else [update])
                 if data is not None:
                     room.file_sha = mirror.sha256(data)
                     await self.store.set_file_sha(doc_id, room.file_sha)
@@ -146,8 +147,9 @@ class RoomManager:
                     self._merge_file(room, data)
             room.file_stat = await asyncio.to_thread(mirror.stat, file)
             room.on_change = lambda room=room: self._schedule_mirror(room)
-            if data is None:
-                self._schedule_mirror(room)
+            # Brings the file up to date if it lags the stored document (a crash came
+            # between an acknowledged update and its mirror write); no-op otherwise.
+            self._schedule_mirror(room)
         self.rooms[(project_id, path)] = room
         self._by_doc[doc_id] = room
         # Unloads unless the opener takes its hold (it may have gone away meanwhile).
@@ -254,6 +256,11 @@ class RoomManager:
     async def _write_mirror(self, room: Room) -> None:
         if not kinds.mirrored(room.kind):
             return
+        # A change on disk that the watcher has not seen yet is merged first, so that
+        # this write does not overwrite it.
+        st = await asyncio.to_thread(mirror.stat, room.file)
+        if st is not None and st != room.file_stat:
+            await self._check_file(room)
         try:
             data = kinds.to_file(room.doc, room.kind)
         except Exception:

@@ -139,11 +139,11 @@ class Room:
             self._author, self._source = None, None
 
     def apply_as(self, author: UUID | None, change: Callable[[], None]) -> None:
-        """Run a server-side change attributed to `author` (history restore)."""
+        """Run a server-side change attributed to `author` (history restore). `change`
+        opens its own transaction: jupyter-ydoc's models cannot be built inside one."""
         self._author = author
         try:
-            with self.doc.transaction():
-                change()
+            change()
         finally:
             self._author = None
 

@@ -124,6 +124,24 @@ class UpdateStore:
         last = max((r["seq"] for r in records), default=after)
         return [r["data"] for r in records if r["origin"] != self.origin], last
 
+    async def store_first(self, doc_id: int, data: bytes) -> list[Row]:
+        """Store `data` as the document's first row unless it has rows already; returns
+        the rows it had (empty if ours went in). Two processes loading one file at once
+        thus agree on a single initial state."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await locked_rows(conn, doc_id)
+            if not rows:
+                await conn.execute(
+                    "INSERT INTO yjs_updates (doc_id, data, origin) VALUES ($1, $2, $3)",
+                    doc_id,
+                    data,
+                    self.origin,
+                )
+                await conn.execute(
+                    "SELECT pg_notify($1, $2)", CHANNEL, f"{doc_id}:{self.origin}"
+                )
+            return rows
+
     async def max_seq(self, doc_id: int) -> int:
         value = await self.pool.fetchval(
             "SELECT coalesce(max(seq), 0) FROM yjs_updates WHERE doc_id = $1", doc_id
