@@ -24,6 +24,7 @@ from collab.sync.store import CHANNEL, UpdateStore
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 1.0
+EMPTY_UPDATE = b"\x00\x00"
 
 
 class RoomManager:
@@ -133,9 +134,10 @@ class RoomManager:
                 if value is None:
                     value = kinds.empty_content(kind)
                 update = kinds.initial_update(kind, value)
-                # Another process may be loading the same file: the database picks one.
-                theirs = await self.store.store_first(doc_id, update)
-                room.apply_remote([r.data for r in theirs] if theirs else [update])
+                if update != EMPTY_UPDATE:
+                    # Another process may be loading the same file: the database picks one.
+                    theirs = await self.store.store_first(doc_id, update)
+                    room.apply_remote([r.data for r in theirs] if theirs else [update])
                 if data is not None:
                     room.file_sha = mirror.sha256(data)
                     await self.store.set_file_sha(doc_id, room.file_sha)
