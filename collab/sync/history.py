@@ -87,11 +87,23 @@ def fingerprint(doc: Doc, kind: str) -> Any:
 
 
 def same_document(a: Doc, b: Doc, kind: str) -> bool:
-    empty = (b"\x00\x00", b"\x00")
+    """Neither document has an item the other lacks, nor a deletion the other lacks, and
+    both read the same. (A diff update always carries the whole delete set, so deletions
+    are compared by merging each into the other and checking that nothing changes.)"""
+
+    def lacks_nothing(x: Doc, y: Doc) -> bool:
+        return x.get_update(y.get_state())[:1] == b"\x00"
+
+    def merged(x: Doc, y: Doc) -> Any:
+        both: Doc = Doc()
+        both.apply_update(x.get_update())
+        both.apply_update(y.get_update())
+        return fingerprint(both, kind)
+
     return (
-        a.get_update(b.get_state()) in empty
-        and b.get_update(a.get_state()) in empty
-        and fingerprint(a, kind) == fingerprint(b, kind)
+        lacks_nothing(a, b)
+        and lacks_nothing(b, a)
+        and fingerprint(a, kind) == fingerprint(b, kind) == merged(a, b)
     )
 
 

@@ -135,6 +135,12 @@ class Room:
             return handle_sync_message(body, self.doc)
         except ValueError as exc:
             raise ProtocolError(f"invalid update: {exc}") from None
+        except BaseException as exc:
+            # Yrs reports some malformed input as a Rust panic (pyo3 PanicException, a
+            # BaseException): that is the client's bad update, not the server's failure.
+            if type(exc).__name__ == "PanicException":
+                raise ProtocolError("invalid update") from None
+            raise
         finally:
             self._author, self._source = None, None
 

@@ -28,6 +28,7 @@ def settings(tmp_path, db_url) -> Settings:
         secret="test-secret",
         sync_mirror_debounce_ms=150,
         sync_unload_delay_ms=300,
+        sync_history_seconds=1,
     )
 
 
