@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from collections.abc import Callable
 from uuid import UUID
 
 from starlette.websockets import WebSocket, WebSocketState
@@ -21,12 +23,17 @@ class Client:
         self.name = name
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(queue)
         self.closed = asyncio.Event()
+        # Called once when the client is closed by us (the room drops it at once rather
+        # than when its socket finally goes away).
+        self.on_close: Callable[[], None] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         # Awareness client ids this connection announced; only it may change them.
         self.awareness_ids: set[int] = set()
         # How many SYNC step-2/update messages it sent, for the sync-status ack.
         self.updates_received = 0
+        # (store barrier, count) pairs not yet acknowledged, in commit order.
+        self.acks: deque[tuple[asyncio.Future[None], int]] = deque()
 
     def send(self, message: bytes) -> bool:
         """Queue one binary message; never blocks. A full queue closes the client."""
@@ -49,6 +56,8 @@ class Client:
         self.close_code = code
         self.close_reason = reason[:120]
         self.closed.set()
+        if self.on_close is not None:
+            self.on_close()
         while True:
             try:
                 self._queue.put_nowait(None)

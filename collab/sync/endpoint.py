@@ -73,6 +73,7 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
         return
     acks = websocket.query_params.get("acks") in ("1", "true")
     client = Client(websocket, account.account_id, account.name, services.settings.sync_send_queue)
+    client.on_close = lambda: room.remove(client)
     writer = asyncio.create_task(client.run_writer())
     try:
         client.send(room.hello())
@@ -136,8 +137,26 @@ def _handle(room: Room, client: Client, data: bytes, acks: bool) -> None:
 
 
 def _ack_when_stored(room: Room, client: Client, count: int) -> None:
-    def done(fut: asyncio.Future[None]) -> None:
-        if not fut.cancelled() and fut.exception() is None:
-            client.send(sync_status_message(count))
+    """Acknowledge `count` once the batch holding this message's update commits. Messages
+    that land in one batch share one acknowledgement carrying the highest count."""
+    barrier = room.store.barrier()
+    if client.acks and client.acks[-1][0] is barrier:
+        client.acks[-1] = (barrier, count)
+        return
+    client.acks.append((barrier, count))
+    barrier.add_done_callback(lambda _fut: _send_acks(client))
 
-    room.store.barrier().add_done_callback(done)
+
+def _send_acks(client: Client) -> None:
+    stored = 0
+    while client.acks and client.acks[0][0].done():
+        fut, count = client.acks.popleft()
+        if fut.cancelled() or fut.exception() is not None:
+            # Not stored: later counts would claim too much. The client reconnects and
+            # sends what the server lacks in its sync step 2.
+            client.acks.clear()
+            client.close(CLOSE_INTERNAL, "the update store failed")
+            return
+        stored = count
+    if stored:
+        client.send(sync_status_message(stored))

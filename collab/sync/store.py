@@ -137,9 +137,7 @@ class UpdateStore:
                     data,
                     self.origin,
                 )
-                await conn.execute(
-                    "SELECT pg_notify($1, $2)", CHANNEL, f"{doc_id}:{self.origin}"
-                )
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{doc_id}:{self.origin}")
             return rows
 
     async def max_seq(self, doc_id: int) -> int:

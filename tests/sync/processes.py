@@ -44,8 +44,8 @@ class ServerProcess:
             "COLLAB_SYNC_UNLOAD_DELAY_MS": "500",
         }
         code = "import sys; from collab.cli import main; sys.exit(main(sys.argv[1:]))"
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
+        with open(self.log, "ab") as log:  # noqa: ASYNC230 - a test helper, once per start
+            self.proc = subprocess.Popen(  # noqa: ASYNC220
                 [
                     sys.executable,
                     "-c",

@@ -45,8 +45,16 @@ async def test_non_member_and_unknown_project_are_refused(server, user, project)
 
 @pytest.mark.parametrize(
     "path",
-    ["../escape.txt", "a/../../escape.txt", "%2e%2e/escape.txt", "/etc/passwd", "a%00b.txt",
-     "a//b.txt", "./a.txt", "dir"],
+    [
+        "../escape.txt",
+        "a/../../escape.txt",
+        "%2e%2e/escape.txt",
+        "/etc/passwd",
+        "a%00b.txt",
+        "a//b.txt",
+        "./a.txt",
+        "dir",
+    ],
 )
 async def test_paths_that_escape_or_alias_are_refused(server, user, project, path):
     (project_file(server, project, "dir")).mkdir()

@@ -2,7 +2,6 @@
 disk by something else as a minimal diff."""
 
 import asyncio
-import json
 
 import nbformat
 from jupyter_ydoc import YNotebook
@@ -63,9 +62,10 @@ async def test_notebook_from_disk_edited_by_two_clients_is_written_back_valid(
 
         def written() -> bool:
             nb = _read_nb(path)
-            return nb is not None and [
-                (c["id"], c["cell_type"], c["source"]) for c in nb.cells
-            ] == expected
+            return (
+                nb is not None
+                and [(c["id"], c["cell_type"], c["source"]) for c in nb.cells] == expected
+            )
 
         await until(written)
         on_disk = nbformat.read(path, as_version=4)
@@ -126,9 +126,7 @@ async def test_out_of_band_notebook_edit_changes_only_that_cell(server, user, pr
         assert _view(a.doc)[0][2] == "!# Homework 1"
 
 
-async def test_file_changed_while_closed_is_merged_and_stale_mirror_is_not(
-    server, user, project
-):
+async def test_file_changed_while_closed_is_merged_and_stale_mirror_is_not(server, user, project):
     path = project_file(server, project, "notes.txt")
     async with connect(server, project, "notes.txt", user.key) as a:
         await asyncio.wait_for(a.synced.wait(), 10)

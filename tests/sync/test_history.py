@@ -5,7 +5,9 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from jupyter_ydoc import YNotebook
 from pycrdt import Doc, Text
 
@@ -48,7 +50,8 @@ async def test_history_lists_fetches_and_restores_versions(server, user, project
             assert contents[-1] == "first draft with more and an ending"
             assert "first draft" in contents and "first draft with more" in contents
             oldest = next(
-                v["version"] for v in reversed(versions)
+                v["version"]
+                for v in reversed(versions)
                 if contents[list(reversed(versions)).index(v)] == "first draft"
             )
             restored = await ws.call(
@@ -133,7 +136,9 @@ async def test_compaction_preserves_content_and_bounds_rows(server, user, projec
         assert str(c.text) == live
 
 
-async def test_compaction_that_would_lose_content_changes_nothing(server, user, project, monkeypatch):
+async def test_compaction_that_would_lose_content_changes_nothing(
+    server, user, project, monkeypatch
+):
     pool = server.services.pool
     async with connect(server, project, "keep.txt", user.key) as a:
         await asyncio.wait_for(a.synced.wait(), 10)

@@ -19,9 +19,7 @@ def node_modules() -> Path:
     node = shutil.which("node")
     assert node is not None, "node is required for the interop test"
     if not (JS / "node_modules" / "y-websocket").exists():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=JS, check=True, timeout=300
-        )
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS, check=True, timeout=300)
     return JS / "node_modules"
 
 
