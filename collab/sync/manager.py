@@ -95,6 +95,9 @@ class RoomManager:
             for client in list(room.clients):
                 client.close(1001, "server shutting down")
             await self._unload(room)
+        for task in list(self._unloading.values()):
+            with contextlib.suppress(Exception):
+                await task
         await self.store.close()
         for task in list(self._tasks):
             with contextlib.suppress(Exception, asyncio.CancelledError):
