@@ -1,0 +1,459 @@
+"""Document sync under load: collab (persistence on: every update in PostgreSQL before it
+is acknowledged) side by side with pycrdt-websocket (PyPI, in memory) serving the same
+workload under uvicorn, in the same run. Prints a table.
+
+    .venv/bin/python bench/docsync.py [--quick]
+
+Scenarios: fan-out (one writer at 50 updates/s, N readers), saturation (10 writers,
+10 readers, rising rates until p99 exceeds 100 ms), join storm (200 clients join a
+cold 1 MB document at once). Clients are asyncio websockets + pycrdt in this process
+(no permessage-deflate); a delivery's latency is its arrival time at a reader minus
+its send time at the writer, matched by the update's (client id, clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import websockets
+from pycrdt import Decoder, Doc, Text, create_sync_message, create_update_message
+
+PEER = r'''
+import asyncio, sys
+from pathlib import Path
+import uvicorn
+from pycrdt import Doc, Text
+from pycrdt.websocket import ASGIServer, WebsocketServer, YRoom
+
+files = Path(sys.argv[2])
+
+class FileBacked(WebsocketServer):
+    """Loads a cold room from its file, as a deployment (jupyter-collaboration) does."""
+    async def get_room(self, name):
+        if name not in self.rooms:
+            doc = Doc()
+            f = files / name.strip("/")
+            if f.is_file():
+                doc.get("source", type=Text).insert(0, f.read_text())
+            self.rooms[name] = YRoom(ready=True, ydoc=doc, log=self.log)
+        room = self.rooms[name]
+        await self.start_room(room)
+        return room
+
+async def main():
+    server = FileBacked(auto_clean_rooms=False)
+    async with server:
+        config = uvicorn.Config(ASGIServer(server), host="127.0.0.1", port=int(sys.argv[1]),
+                                log_level="warning", ws_max_size=64 * 1024 * 1024)
+        await uvicorn.Server(config).serve()
+
+asyncio.run(main())
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Target:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: Callable[[str], str]  # document name -> ws url
+    files: Path  # where a cold document's file goes
+    pids: list[int] = field(default_factory=list)
+
+
+def _header(update: bytes) -> tuple[int, int] | None:
+    """(client id, clock) of a one-client update: enough to match it to its send."""
+    try:
+        d = Decoder(update)
+        if d.read_var_uint() < 1:
+            return None
+        d.read_var_uint()
+        return d.read_var_uint(), d.read_var_uint()
+    except Exception:
+        return None
+
+
+class Peer:
+    """One y-websocket client: handshake, then either write or record arrivals."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: websockets.ClientConnection | None = None
+        self.synced = asyncio.Event()
+        self.arrivals: list[tuple[tuple[int, int], float]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.record = False
+
+    async def start(self) -> None:
+        self.conn = await websockets.connect(
+            self.url, max_size=None, compression=None, open_timeout=60, ping_interval=None
+        )
+        await self.conn.send(create_sync_message(Doc()))
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self.conn is not None
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for message in self.conn:
+                if not isinstance(message, bytes) or len(message) < 2 or message[0] != 0:
+                    continue
+                sync_type = message[1]
+                if sync_type == 0:  # the server's step 1: we have nothing to add
+                    await self.conn.send(bytes([0, 1, 2, 0, 0]))
+                elif sync_type == 1:
+                    self.synced.set()
+                elif sync_type == 2 and self.record:
+                    now = time.perf_counter()
+                    d = Decoder(message[2:])
+                    update = d.read_message()
+                    key = _header(update) if update else None
+                    if key is not None:
+                        self.arrivals.append((key, now))
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.conn.close(), 5)
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+
+
+class Writer:
+    def __init__(self, url: str, client_id: int) -> None:
+        self.peer = Peer(url)
+        self.doc: Doc = Doc(client_id=client_id)
+        self.text = self.doc.get("source", type=Text)
+        self.client_id = client_id
+        self.sent: dict[tuple[int, int], float] = {}
+        self._clock = 0
+        self._pending: list[bytes] = []
+        self.doc.observe(lambda e: self._pending.append(e.update))
+
+    async def start(self) -> None:
+        await self.peer.start()
+        await asyncio.wait_for(self.peer.synced.wait(), 60)
+
+    async def write_one(self) -> None:
+        token = f"{random.randrange(10**7):07d} "
+        key = (self.client_id, self._clock)
+        self.text.insert(len(self.text), token)
+        self._clock += len(token)
+        assert self.peer.conn is not None
+        pending, self._pending = self._pending, []
+        for update in pending:
+            self.sent[key] = time.perf_counter()
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await self.peer.conn.send(create_update_message(update))
+
+    async def run(self, rate: float, seconds: float) -> None:
+        interval = 1 / rate
+        start = time.perf_counter()
+        n = 0
+        while True:
+            target = start + n * interval
+            now = time.perf_counter()
+            if now - start >= seconds:
+                return
+            if target > now:
+                await asyncio.sleep(target - now)
+            await self.write_one()
+            n += 1
+
+
+def latencies(writers: list[Writer], readers: list[Peer]) -> list[float]:
+    sent: dict[tuple[int, int], float] = {}
+    for w in writers:
+        sent.update(w.sent)
+    out = []
+    for r in readers:
+        for key, at in r.arrivals:
+            t0 = sent.get(key)
+            if t0 is not None:
+                out.append((at - t0) * 1000)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+class Usage:
+    """CPU seconds and RSS of a target's server processes (collab: plus PostgreSQL)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.procs = [psutil.Process(p) for p in pids]
+
+    def cpu(self) -> float:
+        total = 0.0
+        for p in self.procs:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def rss_mb(self) -> float:
+        with contextlib.suppress(psutil.Error):
+            return self.procs[0].memory_info().rss / 2**20
+        return float("nan")
+
+
+async def join_all(peers: list[Peer], timeout: float = 60) -> None:
+    await asyncio.gather(*(p.start() for p in peers))
+    await asyncio.wait_for(asyncio.gather(*(p.synced.wait() for p in peers)), timeout)
+
+
+async def fanout(target: Target, readers_n: int, seconds: float) -> dict[str, float]:
+    doc = f"bench/fanout-{uuid.uuid4().hex[:8]}.txt"
+    writer = Writer(target.url(doc), 1000)
+    await writer.start()
+    readers = [Peer(target.url(doc)) for _ in range(readers_n)]
+    for i in range(0, readers_n, 50):
+        await join_all(readers[i : i + 50])
+    for r in readers:
+        r.record = True
+    usage = Usage([target.proc.pid])
+    cpu0, t0 = usage.cpu(), time.perf_counter()
+    await writer.run(50, seconds)
+    await asyncio.sleep(1.0)
+    wall = time.perf_counter() - t0
+    cpu = (usage.cpu() - cpu0) / wall * 100
+    lat = latencies([writer], readers)
+    expected = len(writer.sent) * readers_n
+    result = {
+        "p50": pct(lat, 0.5),
+        "p99": pct(lat, 0.99),
+        "cpu": cpu,
+        "rss": usage.rss_mb(),
+        "lost": expected - len(lat),
+    }
+    await asyncio.gather(writer.peer.close(), *(r.close() for r in readers))
+    return result
+
+
+async def saturation(target: Target, rates: list[int], seconds: float) -> list[dict[str, float]]:
+    doc = f"bench/sat-{uuid.uuid4().hex[:8]}.txt"
+    writers = [Writer(target.url(doc), 2000 + i) for i in range(10)]
+    for w in writers:
+        await w.start()
+    readers = [Peer(target.url(doc)) for _ in range(10)]
+    await join_all(readers)
+    steps = []
+    for rate in rates:
+        for r in readers:
+            r.arrivals.clear()
+            r.record = True
+        for w in writers:
+            w.sent.clear()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(w.run(rate, seconds) for w in writers))
+        await asyncio.sleep(0.5)
+        wall = time.perf_counter() - t0
+        lat = latencies(writers, readers)
+        steps.append(
+            {
+                "rate": rate * 10,
+                "sent_per_s": sum(len(w.sent) for w in writers) / seconds,
+                "delivered_per_s": len(lat) / wall,
+                "p99": pct(lat, 0.99),
+            }
+        )
+        if pct(lat, 0.99) > 100:
+            break
+    await asyncio.gather(*(w.peer.close() for w in writers), *(r.close() for r in readers))
+    return steps
+
+
+async def join_storm(target: Target, clients: int, size: int) -> dict[str, float]:
+    name = f"bench/storm-{uuid.uuid4().hex[:8]}.txt"
+    path = target.files / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    words = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]
+    rng = random.Random(7)
+    text = " ".join(rng.choice(words) for _ in range(size // 6))[:size]
+    path.write_text(text)
+    peers = [Peer(target.url(name)) for _ in range(clients)]
+    t0 = time.perf_counter()
+    await asyncio.gather(*(p.start() for p in peers), return_exceptions=True)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(p.synced.wait() for p in peers)), 60)
+    except TimeoutError:
+        pass
+    elapsed = time.perf_counter() - t0
+    hung = sum(not p.synced.is_set() for p in peers)
+    await asyncio.gather(*(p.close() for p in peers))
+    return {"seconds": elapsed, "hung": hung}
+
+
+async def wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise RuntimeError(f"{url}: server exited")
+            with contextlib.suppress(httpx.HTTPError):
+                await client.get(url, timeout=1)
+                return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url}: server did not start")
+
+
+async def start_collab(root: Path) -> Target:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from collab.db import embedded, migrate
+    from collab.db.pool import connect
+    from collab.projects.store import create_project
+
+    maintenance = embedded.start(root / "pgdata", delete_on_exit=True)
+    url = await embedded.ensure_database(maintenance, "bench")
+    await migrate.migrate(url)
+    port = free_port()
+    data = root / "data"
+    # pycrdt-websocket's send queues are unbounded; a deep queue keeps collab from
+    # disconnecting this (CPU-bound, one-process) load generator as a slow consumer.
+    env = {
+        **os.environ,
+        "COLLAB_SECRET": "bench",
+        "COLLAB_LOG_LEVEL": "warning",
+        "COLLAB_SYNC_SEND_QUEUE": "1000000",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collab.cli", "serve", "--data-dir", str(data),
+         "--database-url", url, "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "collab.log", "wb"),
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    await wait_http(base + "/healthz", proc)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        r = await client.post(
+            "/api/auth/signup",
+            json={"email": "bench@example.com", "password": "correct horse battery", "name": "B"},
+        )
+        r.raise_for_status()
+        key = (await client.post("/api/auth/keys", json={"name": "bench"})).json()["key"]
+    conn = await connect(url)
+    try:
+        project = await create_project(
+            conn, data / "projects", uuid.UUID(r.json()["account_id"]), "bench"
+        )
+    finally:
+        await conn.close()
+    return Target(
+        "collab",
+        proc,
+        lambda doc: f"ws://127.0.0.1:{port}/yjs/{project}/{doc}?token={key}",
+        data / "projects" / str(project),
+    )
+
+
+async def start_peer(root: Path) -> Target:
+    port = free_port()
+    files = root / "peer-files"
+    files.mkdir(parents=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PEER, str(port), str(files)],
+        stdout=subprocess.DEVNULL, stderr=open(root / "peer.log", "wb"),
+    )  # fmt: skip
+    await wait_http(f"http://127.0.0.1:{port}/", proc)
+    return Target("pycrdt-websocket", proc, lambda doc: f"ws://127.0.0.1:{port}/{doc}", files)
+
+
+def stop(target: Target) -> None:
+    if target.proc.poll() is None:
+        target.proc.send_signal(signal.SIGINT)
+        try:
+            target.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            target.proc.kill()
+
+
+async def run(args: argparse.Namespace) -> None:
+    root = Path(tempfile.mkdtemp(prefix="collab-bench-"))
+    readers = [1, 10, 100] if args.quick else [1, 10, 100, 500]
+    rates = [25, 50, 100, 200, 400, 800, 1600]
+    seconds = 2.0 if args.quick else 4.0
+    results: dict[str, dict[str, object]] = {}
+    try:
+        for start in (start_collab, start_peer):
+            target = await start(root)
+            try:
+                res: dict[str, object] = {}
+                for n in readers:
+                    res[f"fanout{n}"] = await fanout(target, n, seconds)
+                    print(f"{target.name} fan-out {n}: {res[f'fanout{n}']}", file=sys.stderr)
+                res["sat"] = await saturation(target, rates, seconds)
+                print(f"{target.name} saturation: {res['sat']}", file=sys.stderr)
+                res["storm"] = await join_storm(target, 200, 1_000_000)
+                print(f"{target.name} join storm: {res['storm']}", file=sys.stderr)
+                results[target.name] = res
+            finally:
+                stop(target)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print_table(results, readers)
+
+
+def print_table(results: dict[str, dict[str, object]], readers: list[int]) -> None:
+    names = list(results)
+    print()
+    print("fan-out: 1 writer at 50 updates/s, N readers (server CPU % of one core, RSS MB)")
+    print(f"{'':>6} " + " ".join(f"{n:>44}" for n in names))
+    print(f"{'N':>6} " + " ".join(f"{'p50 ms':>9} {'p99 ms':>9} {'cpu %':>7} {'rss':>7} {'lost':>7}" for _ in names))
+    for n in readers:
+        row = []
+        for name in names:
+            r = results[name][f"fanout{n}"]
+            assert isinstance(r, dict)
+            row.append(f"{r['p50']:9.2f} {r['p99']:9.2f} {r['cpu']:7.0f} {r['rss']:7.0f} {r['lost']:7.0f}")
+        print(f"{n:>6} " + " ".join(row))
+    print()
+    print("saturation: 10 writers, 10 readers; best delivered updates/s with p99 <= 100 ms")
+    for name in names:
+        steps = results[name]["sat"]
+        assert isinstance(steps, list)
+        ok = [s for s in steps if s["p99"] <= 100]
+        best = max((s["delivered_per_s"] for s in ok), default=0.0)
+        detail = ", ".join(f"{s['rate']}/s->{s['delivered_per_s']:.0f} (p99 {s['p99']:.0f})" for s in steps)
+        print(f"  {name:>18}: {best:9.0f}   [{detail}]")
+    print()
+    print("join storm: 200 clients join a cold 1 MB document at once")
+    for name in names:
+        s = results[name]["storm"]
+        assert isinstance(s, dict)
+        print(f"  {name:>18}: all synced in {s['seconds']:.2f} s, hung joins: {s['hung']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs, at most 100 readers")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
