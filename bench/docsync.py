@@ -21,7 +21,6 @@ import random
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -324,8 +323,12 @@ async def wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url}: server did not start")
 
 
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as err:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+
 async def start_collab(root: Path) -> Target:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from collab.db import embedded, migrate
     from collab.db.pool import connect
     from collab.projects.store import create_project
@@ -343,10 +346,10 @@ async def start_collab(root: Path) -> Target:
         "COLLAB_LOG_LEVEL": "warning",
         "COLLAB_SYNC_SEND_QUEUE": "1000000",
     }
-    proc = subprocess.Popen(
+    proc = _spawn(
         [sys.executable, "-m", "collab.cli", "serve", "--data-dir", str(data),
          "--database-url", url, "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "collab.log", "wb"),
+        env, root / "collab.log",
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     await wait_http(base + "/healthz", proc)
@@ -376,10 +379,9 @@ async def start_peer(root: Path) -> Target:
     port = free_port()
     files = root / "peer-files"
     files.mkdir(parents=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PEER, str(port), str(files)],
-        stdout=subprocess.DEVNULL, stderr=open(root / "peer.log", "wb"),
-    )  # fmt: skip
+    proc = _spawn(
+        [sys.executable, "-c", PEER, str(port), str(files)], dict(os.environ), root / "peer.log"
+    )
     await wait_http(f"http://127.0.0.1:{port}/", proc)
     return Target("pycrdt-websocket", proc, lambda doc: f"ws://127.0.0.1:{port}/{doc}", files)
 
@@ -424,13 +426,20 @@ def print_table(results: dict[str, dict[str, object]], readers: list[int]) -> No
     print()
     print("fan-out: 1 writer at 50 updates/s, N readers (server CPU % of one core, RSS MB)")
     print(f"{'':>6} " + " ".join(f"{n:>44}" for n in names))
-    print(f"{'N':>6} " + " ".join(f"{'p50 ms':>9} {'p99 ms':>9} {'cpu %':>7} {'rss':>7} {'lost':>7}" for _ in names))
+    print(
+        f"{'N':>6} "
+        + " ".join(
+            f"{'p50 ms':>9} {'p99 ms':>9} {'cpu %':>7} {'rss':>7} {'lost':>7}" for _ in names
+        )
+    )
     for n in readers:
         row = []
         for name in names:
             r = results[name][f"fanout{n}"]
             assert isinstance(r, dict)
-            row.append(f"{r['p50']:9.2f} {r['p99']:9.2f} {r['cpu']:7.0f} {r['rss']:7.0f} {r['lost']:7.0f}")
+            row.append(
+                f"{r['p50']:9.2f} {r['p99']:9.2f} {r['cpu']:7.0f} {r['rss']:7.0f} {r['lost']:7.0f}"
+            )
         print(f"{n:>6} " + " ".join(row))
     print()
     print("saturation: 10 writers, 10 readers; best delivered updates/s with p99 <= 100 ms")
@@ -439,7 +448,9 @@ def print_table(results: dict[str, dict[str, object]], readers: list[int]) -> No
         assert isinstance(steps, list)
         ok = [s for s in steps if s["p99"] <= 100]
         best = max((s["delivered_per_s"] for s in ok), default=0.0)
-        detail = ", ".join(f"{s['rate']}/s->{s['delivered_per_s']:.0f} (p99 {s['p99']:.0f})" for s in steps)
+        detail = ", ".join(
+            f"{s['rate']}/s->{s['delivered_per_s']:.0f} (p99 {s['p99']:.0f})" for s in steps
+        )
         print(f"  {name:>18}: {best:9.0f}   [{detail}]")
     print()
     print("join storm: 200 clients join a cold 1 MB document at once")

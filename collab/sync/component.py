@@ -81,7 +81,7 @@ class _HistoryCalls:
         _, _, doc_id = await self._document(conn, args, {"project_id", "path", "limit"})
         if doc_id is None:
             return {"versions": []}
-        rows = await self.manager.store.rows(doc_id)
+        rows = await self.manager.store.row_meta(doc_id)
         found = history.versions(
             rows, datetime.now(UTC), self.services.settings.sync_history_seconds
         )

@@ -71,6 +71,10 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
     except kinds.UnsupportedFile as exc:
         await websocket.close(CLOSE_UNSUPPORTED_FILE, reason=str(exc)[:120])
         return
+    except Exception:
+        log.exception("document not opened", extra={"event": "sync.open_error"})
+        await websocket.close(CLOSE_INTERNAL, reason="internal error")
+        return
     acks = websocket.query_params.get("acks") in ("1", "true")
     client = Client(websocket, account.account_id, account.name, services.settings.sync_send_queue)
     client.on_close = lambda: room.remove(client)

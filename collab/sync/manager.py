@@ -42,6 +42,7 @@ class RoomManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: asyncpg.Connection | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- public interface ------------------------------------------------------------
 
@@ -82,11 +83,34 @@ class RoomManager:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._listener = await connect(self.services.database_url)
-        await self._listener.add_listener(CHANNEL, self._on_notify)
+        await self._listen()
         self._watcher = asyncio.create_task(self._watch())
 
+    async def _listen(self) -> None:
+        self._listener = await connect(self.services.database_url)
+        await self._listener.add_listener(CHANNEL, self._on_notify)
+        self._listener.add_termination_listener(self._on_listener_lost)
+
+    def _on_listener_lost(self, _conn: Any) -> None:
+        if not self._stopping:
+            log.warning("update listener lost", extra={"event": "sync.listener_lost"})
+            self._spawn(self._relisten())
+
+    async def _relisten(self) -> None:
+        delay = 0.1
+        while not self._stopping:
+            try:
+                await self._listen()
+                break
+            except Exception:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        # Notifications may have been missed meanwhile: every open room reads the log.
+        for doc_id in list(self._by_doc):
+            self._on_notify(None, 0, CHANNEL, f"{doc_id}:")
+
     async def stop(self) -> None:
+        self._stopping = True
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

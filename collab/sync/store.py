@@ -20,6 +20,8 @@ CHANNEL = "collab_yjs"
 # Advisory lock namespace (two-int form) for a document's log: writers of one document
 # commit in seq order, so a reader that saw seq N has seen every row below it.
 _LOCK_CLASS = 0x5953
+# About a minute of retries before a batch is given up.
+WRITE_ATTEMPTS = 16
 
 
 def lock_key(doc_id: int) -> int:
@@ -140,6 +142,15 @@ class UpdateStore:
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{doc_id}:{self.origin}")
             return rows
 
+    async def row_meta(self, doc_id: int) -> list[Row]:
+        """The log without the update bytes (for listing versions)."""
+        records = await self.pool.fetch(
+            """SELECT seq, ''::bytea AS data, first_at, last_at, authors, merged
+               FROM yjs_updates WHERE doc_id = $1 ORDER BY seq""",
+            doc_id,
+        )
+        return [Row(**dict(r)) for r in records]
+
     async def max_seq(self, doc_id: int) -> int:
         value = await self.pool.fetchval(
             "SELECT coalesce(max(seq), 0) FROM yjs_updates WHERE doc_id = $1", doc_id
@@ -184,11 +195,18 @@ class UpdateStore:
                 assert done is not None
                 self._last_done = done
                 try:
-                    await self._write(batch)
+                    await self._write_retrying(batch)
                 except BaseException as exc:
-                    # Not stored, so never acknowledged: the clients still hold these updates
-                    # and send them again when they reconnect and sync.
-                    log.exception("update store write failed", extra={"event": "sync.store_error"})
+                    # Not stored, so never acknowledged; clients with acknowledgements are
+                    # closed and resend what the server lacks when they reconnect.
+                    log.critical(
+                        "updates not stored",
+                        extra={
+                            "event": "sync.store_failed",
+                            "doc_ids": sorted({p.doc_id for p in batch}),
+                            "updates": len(batch),
+                        },
+                    )
                     if not done.done():
                         done.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
                         done.exception()  # mark retrieved
@@ -199,6 +217,23 @@ class UpdateStore:
                         done.set_result(None)
         finally:
             self._flushing = False
+
+    async def _write_retrying(self, batch: list[_Pending]) -> None:
+        # The updates are already in the live documents: giving up on a database hiccup
+        # would leave them unstored for good, so retry (acknowledgements wait meanwhile).
+        delay = 0.05
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                await self._write(batch)
+                return
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                log.exception(
+                    "update store write failed; retrying", extra={"event": "sync.store_error"}
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _write(self, batch: list[_Pending]) -> None:
         doc_ids = sorted({p.doc_id for p in batch})

@@ -77,3 +77,20 @@ async def test_concurrent_cold_loads_in_two_processes_agree(settings, server, us
         finally:
             await one.close(r1)
             await two.close(r2)
+
+
+async def test_lost_listener_reconnects_and_catches_up(settings, server, user, project):
+    async with serve(settings) as other:
+        async with (
+            connect(server, project, "relay.txt", user.key) as a,
+            connect(other, project, "relay.txt", user.key) as b,
+        ):
+            await asyncio.wait_for(a.synced.wait(), 10)
+            await asyncio.wait_for(b.synced.wait(), 10)
+            listener = other.services.extra["rooms"]._listener
+            pid = listener.get_server_pid()
+            await server.services.pool.execute("SELECT pg_terminate_backend($1)", pid)
+            a.text.insert(0, "while the listener was down")
+            await a.wait_acked()
+            await until(lambda: str(b.text) == "while the listener was down", timeout=20)
+            assert other.services.extra["rooms"]._listener.get_server_pid() != pid
