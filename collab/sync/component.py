@@ -106,8 +106,8 @@ class _HistoryCalls:
         # Every stored row is a point in time; doc.history lists a selection of them.
         if not rows or rows[-1].seq != version:
             raise ApiError("not_found", "no such version", status=404)
-        doc = await asyncio.to_thread(history.build, rows)
-        return kinds.content(doc, kind)
+        # Built and read in one worker thread: a Doc stays on the thread that made it.
+        return await asyncio.to_thread(lambda: kinds.content(history.build(rows), kind))
 
     async def version(self, conn: Connection, args: dict[str, Any]) -> Any:
         """doc.version {project_id, path, version} -> {version, kind, content}."""

@@ -114,10 +114,16 @@ def has_content(doc: Doc, kind: str) -> bool:
 
 def to_file(doc: Doc, kind: str) -> bytes:
     """The file bytes for a document; a notebook is validated by nbformat first."""
+    return encode_file(kind, content(doc, kind))
+
+
+def encode_file(kind: str, value: Any) -> bytes:
+    """File bytes for `content()`'s value. Touches no Doc, so it may run in a thread
+    (nbformat validation of a large notebook is slow)."""
     if kind == TEXT:
-        return YUnicode(doc).get().encode("utf-8")
+        return str(value).encode("utf-8")
     if kind == NOTEBOOK:
-        nb = nbformat.from_dict(YNotebook(doc).get())
+        nb = nbformat.from_dict(value)
         nbformat.validate(nb)
         return (nbformat.writes(nb) + "\n").encode("utf-8")
     raise UnsupportedFile(f"{kind} documents have no file")

@@ -157,7 +157,11 @@ class RoomManager:
                 room.stop()
                 raise DocumentTooLarge("the file is over the size cap")
             if not rows:
-                value = kinds.parse_file(kind, data) if data is not None else None
+                value = (
+                    await asyncio.to_thread(kinds.parse_file, kind, data)
+                    if data is not None
+                    else None
+                )
                 if value is None:
                     value = kinds.empty_content(kind)
                 update = kinds.initial_update(kind, value)
@@ -173,7 +177,7 @@ class RoomManager:
                 room.file_sha = sha
                 if await self.store.claim_file_sha(doc_id, sha):
                     # Changed on disk while nobody had it open (git pull): merge as a diff.
-                    self._merge_file(room, data)
+                    await self._merge_file(room, data)
             room.file_stat = await asyncio.to_thread(mirror.stat, file)
             room.on_change = lambda room=room: self._schedule_mirror(room)
             # Brings the file up to date if it lags the stored document (a crash came
@@ -291,7 +295,8 @@ class RoomManager:
         if st is not None and st != room.file_stat:
             await self._check_file(room)
         try:
-            data = kinds.to_file(room.doc, room.kind)
+            value = kinds.content(room.doc, room.kind)
+            data = await asyncio.to_thread(kinds.encode_file, room.kind, value)
         except Exception:
             # A document that does not validate is not written over a good file.
             log.exception("document not mirrored", extra={"event": "sync.mirror_invalid"})
@@ -308,9 +313,9 @@ class RoomManager:
         except Exception:
             log.exception("mirror write failed", extra={"event": "sync.mirror_error"})
 
-    def _merge_file(self, room: Room, data: bytes) -> None:
+    async def _merge_file(self, room: Room, data: bytes) -> None:
         try:
-            value = kinds.parse_file(room.kind, data)
+            value = await asyncio.to_thread(kinds.parse_file, room.kind, data)
         except kinds.UnsupportedFile:
             log.warning("file not merged", extra={"event": "sync.merge_refused"})
             return
@@ -349,7 +354,7 @@ class RoomManager:
         room.file_sha = sha
         if await self.store.claim_file_sha(room.doc_id, sha):
             log.info("file changed on disk", extra={"event": "sync.file_merged"})
-            self._merge_file(room, data)
+            await self._merge_file(room, data)
 
 
 def _stat_all(files: list[Path]) -> list[tuple[int, int] | None]:
