@@ -1,6 +1,7 @@
 """Document sync under load: collab (persistence on: every update in PostgreSQL before it
-is acknowledged) side by side with pycrdt-websocket (PyPI, in memory) serving the same
-workload under uvicorn, in the same run. Prints a table.
+is acknowledged) side by side with pycrdt-websocket (PyPI) serving the same workload
+under uvicorn, in memory and with pycrdt-store's SQLiteYStore, in the same run. Prints
+a table.
 
     .venv/bin/python bench/docsync.py [--quick]
 
@@ -43,6 +44,12 @@ from pycrdt import Doc, Text
 from pycrdt.websocket import ASGIServer, WebsocketServer, YRoom
 
 files = Path(sys.argv[2])
+persist = sys.argv[3] == "sqlite"
+if persist:
+    from pycrdt.store import SQLiteYStore
+
+    class Store(SQLiteYStore):
+        db_path = str(files / "ystore.db")
 
 class FileBacked(WebsocketServer):
     """Loads a cold room from its file, as a deployment (jupyter-collaboration) does."""
@@ -52,7 +59,8 @@ class FileBacked(WebsocketServer):
             f = files / name.strip("/")
             if f.is_file():
                 doc.get("source", type=Text).insert(0, f.read_text())
-            self.rooms[name] = YRoom(ready=True, ydoc=doc, log=self.log)
+            ystore = Store(name) if persist else None
+            self.rooms[name] = YRoom(ready=True, ydoc=doc, log=self.log, ystore=ystore)
         room = self.rooms[name]
         await self.start_room(room)
         return room
@@ -375,15 +383,23 @@ async def start_collab(root: Path) -> Target:
     )
 
 
-async def start_peer(root: Path) -> Target:
+async def start_peer(root: Path, store: str = "memory") -> Target:
     port = free_port()
-    files = root / "peer-files"
+    files = root / f"peer-files-{store}"
     files.mkdir(parents=True)
     proc = _spawn(
-        [sys.executable, "-c", PEER, str(port), str(files)], dict(os.environ), root / "peer.log"
+        [sys.executable, "-c", PEER, str(port), str(files), store],
+        dict(os.environ),
+        root / f"peer-{store}.log",
     )
     await wait_http(f"http://127.0.0.1:{port}/", proc)
-    return Target("pycrdt-websocket", proc, lambda doc: f"ws://127.0.0.1:{port}/{doc}", files)
+    name = "pycrdt-websocket" + ("+sqlite" if store == "sqlite" else "")
+    return Target(name, proc, lambda doc: f"ws://127.0.0.1:{port}/{doc}", files)
+
+
+async def start_peer_sqlite(root: Path) -> Target:
+    """The peer with its own persistence (pycrdt-store's SQLiteYStore)."""
+    return await start_peer(root, "sqlite")
 
 
 def stop(target: Target) -> None:
@@ -402,7 +418,7 @@ async def run(args: argparse.Namespace) -> None:
     seconds = 2.0 if args.quick else 4.0
     results: dict[str, dict[str, object]] = {}
     try:
-        for start in (start_collab, start_peer):
+        for start in (start_collab, start_peer, start_peer_sqlite):
             target = await start(root)
             try:
                 res: dict[str, object] = {}
