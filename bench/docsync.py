@@ -29,7 +29,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -336,14 +338,19 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
+_POSTGRES: dict[str, str] = {}
+
+
 async def start_collab(root: Path) -> Target:
     from collab.db import embedded, migrate
     from collab.db.pool import connect
     from collab.projects.store import create_project
 
-    maintenance = embedded.start(root / "pgdata", delete_on_exit=True)
-    url = await embedded.ensure_database(maintenance, "bench")
-    await migrate.migrate(url)
+    if "url" not in _POSTGRES:
+        maintenance = embedded.start(root / "pgdata", delete_on_exit=True)
+        _POSTGRES["url"] = await embedded.ensure_database(maintenance, "bench")
+        await migrate.migrate(_POSTGRES["url"])
+    url = _POSTGRES["url"]
     port = free_port()
     data = root / "data"
     # pycrdt-websocket's send queues are unbounded; a deep queue keeps collab from
@@ -364,7 +371,11 @@ async def start_collab(root: Path) -> Target:
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         r = await client.post(
             "/api/auth/signup",
-            json={"email": "bench@example.com", "password": "correct horse battery", "name": "B"},
+            json={
+                "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
+                "password": "correct horse battery",
+                "name": "B",
+            },
         )
         r.raise_for_status()
         key = (await client.post("/api/auth/keys", json={"name": "bench"})).json()["key"]
@@ -386,7 +397,7 @@ async def start_collab(root: Path) -> Target:
 async def start_peer(root: Path, store: str = "memory") -> Target:
     port = free_port()
     files = root / f"peer-files-{store}"
-    files.mkdir(parents=True)
+    files.mkdir(parents=True, exist_ok=True)
     proc = _spawn(
         [sys.executable, "-c", PEER, str(port), str(files), store],
         dict(os.environ),
@@ -416,64 +427,77 @@ async def run(args: argparse.Namespace) -> None:
     readers = [1, 10, 100] if args.quick else [1, 10, 100, 500]
     rates = [25, 50, 100, 200, 400, 800, 1600]
     seconds = 2.0 if args.quick else 4.0
-    results: dict[str, dict[str, object]] = {}
+    scenarios: list[tuple[str, Callable[[Target], Any]]] = [
+        *[(f"fanout{n}", partial(fanout, readers_n=n, seconds=seconds)) for n in readers],
+        ("sat", partial(saturation, rates=rates, seconds=seconds)),
+        ("storm", partial(join_storm, clients=200, size=1_000_000)),
+    ]
+    results: dict[str, dict[str, Any]] = {}
     try:
-        for start in (start_collab, start_peer, start_peer_sqlite):
-            target = await start(root)
-            try:
-                res: dict[str, object] = {}
-                for n in readers:
-                    res[f"fanout{n}"] = await fanout(target, n, seconds)
-                    print(f"{target.name} fan-out {n}: {res[f'fanout{n}']}", file=sys.stderr)
-                res["sat"] = await saturation(target, rates, seconds)
-                print(f"{target.name} saturation: {res['sat']}", file=sys.stderr)
-                res["storm"] = await join_storm(target, 200, 1_000_000)
-                print(f"{target.name} join storm: {res['storm']}", file=sys.stderr)
-                results[target.name] = res
-            finally:
-                stop(target)
+        for name, start in (
+            ("collab", start_collab),
+            ("pycrdt-websocket", start_peer),
+            ("pycrdt-websocket+sqlite", start_peer_sqlite),
+        ):
+            results[name] = {}
+            # A fresh server per scenario: a backlog left by one cannot slow the next.
+            for key, scenario in scenarios:
+                target = await start(root)
+                try:
+                    results[name][key] = await scenario(target)
+                except Exception as exc:
+                    results[name][key] = {"error": f"{type(exc).__name__}: {exc}"[:80]}
+                finally:
+                    stop(target)
+                print(f"{name} {key}: {results[name][key]}", file=sys.stderr)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print_table(results, readers)
 
 
-def print_table(results: dict[str, dict[str, object]], readers: list[int]) -> None:
+def print_table(results: dict[str, dict[str, Any]], readers: list[int]) -> None:
     names = list(results)
+    width = 46
     print()
-    print("fan-out: 1 writer at 50 updates/s, N readers (server CPU % of one core, RSS MB)")
-    print(f"{'':>6} " + " ".join(f"{n:>44}" for n in names))
-    print(
-        f"{'N':>6} "
-        + " ".join(
-            f"{'p50 ms':>9} {'p99 ms':>9} {'cpu %':>7} {'rss':>7} {'lost':>7}" for _ in names
-        )
-    )
+    print("fan-out: 1 writer at 50 updates/s, N readers; server CPU (% of one core), RSS (MB),")
+    print("updates never delivered (lost)")
+    print(f"{'':>5} " + " | ".join(f"{n:^{width}}" for n in names))
+    head = f"{'p50 ms':>8} {'p99 ms':>8} {'cpu %':>6} {'rss':>6} {'lost':>6}"
+    print(f"{'N':>5} " + " | ".join(f"{head:>{width}}" for _ in names))
     for n in readers:
         row = []
         for name in names:
             r = results[name][f"fanout{n}"]
-            assert isinstance(r, dict)
-            row.append(
-                f"{r['p50']:9.2f} {r['p99']:9.2f} {r['cpu']:7.0f} {r['rss']:7.0f} {r['lost']:7.0f}"
+            if "error" in r:
+                row.append(f"{r['error'][:width]:>{width}}")
+                continue
+            cell = (
+                f"{r['p50']:8.2f} {r['p99']:8.2f} {r['cpu']:6.0f} {r['rss']:6.0f} {r['lost']:6.0f}"
             )
-        print(f"{n:>6} " + " ".join(row))
+            row.append(f"{cell:>{width}}")
+        print(f"{n:>5} " + " | ".join(row))
     print()
-    print("saturation: 10 writers, 10 readers; best delivered updates/s with p99 <= 100 ms")
+    print("saturation: 10 writers, 10 readers, rising rates; best delivered updates/s while")
+    print("p99 <= 100 ms [offered updates/s -> delivered/s (p99 ms)]")
     for name in names:
         steps = results[name]["sat"]
-        assert isinstance(steps, list)
+        if isinstance(steps, dict):
+            print(f"  {name:>24}: {steps['error']}")
+            continue
         ok = [s for s in steps if s["p99"] <= 100]
         best = max((s["delivered_per_s"] for s in ok), default=0.0)
         detail = ", ".join(
-            f"{s['rate']}/s->{s['delivered_per_s']:.0f} (p99 {s['p99']:.0f})" for s in steps
+            f"{s['rate']}->{s['delivered_per_s']:.0f} ({s['p99']:.0f})" for s in steps
         )
-        print(f"  {name:>18}: {best:9.0f}   [{detail}]")
+        print(f"  {name:>24}: {best:7.0f}   [{detail}]")
     print()
     print("join storm: 200 clients join a cold 1 MB document at once")
     for name in names:
         s = results[name]["storm"]
-        assert isinstance(s, dict)
-        print(f"  {name:>18}: all synced in {s['seconds']:.2f} s, hung joins: {s['hung']}")
+        if "error" in s:
+            print(f"  {name:>24}: {s['error']}")
+            continue
+        print(f"  {name:>24}: all synced in {s['seconds']:.2f} s, hung joins: {s['hung']}")
 
 
 def main() -> None:
