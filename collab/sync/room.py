@@ -33,6 +33,9 @@ from collab.sync.store import UpdateStore
 log = logging.getLogger(__name__)
 
 AWARENESS_TIMEOUT = 30.0
+# Presence is relayed to everyone in the room: keep what one connection can make it carry small.
+MAX_PRESENCE_BYTES = 64 * 1024
+MAX_PRESENCE_IDS = 16
 
 
 class DocumentTooLarge(ValueError):
@@ -186,6 +189,8 @@ class Room:
                 cid = decoder.read_var_uint()
                 clock = decoder.read_var_uint()
                 raw = decoder.read_var_string()
+                if len(raw) > MAX_PRESENCE_BYTES:
+                    raise ProtocolError(f"an awareness state is at most {MAX_PRESENCE_BYTES} bytes")
                 state = json.loads(raw) if raw else None
                 entries.append((cid, clock, state))
         except (IndexError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
@@ -200,6 +205,8 @@ class Room:
                 continue
             if current is None and state is None:
                 continue
+            if current is None and len(client.awareness_ids) >= MAX_PRESENCE_IDS:
+                raise ProtocolError(f"a connection has at most {MAX_PRESENCE_IDS} awareness ids")
             if current is not None and clock < current.clock:
                 continue
             if state is None:

@@ -102,14 +102,24 @@ async def test_malformed_messages_close_the_client_and_store_nothing(
         await good.wait_acked()
 
 
-async def test_awareness_state_that_is_not_an_object_is_refused(server, user, project):
+@pytest.mark.parametrize(
+    "states",
+    [
+        ["[1, 2]"],  # not an object
+        ['{"big": "' + "x" * 70_000 + '"}'],  # over 64 KiB
+        ["{}"] * 17,  # too many client ids for one connection
+        ['{"a": ' * 5000 + "1" + "}" * 5000],  # nesting that blows the JSON parser's stack
+    ],
+)
+async def test_bad_awareness_updates_are_refused(server, user, project, states):
     from pycrdt import Encoder, create_awareness_message
 
     enc = Encoder()
-    enc.write_var_uint(1)
-    enc.write_var_uint(7)
-    enc.write_var_uint(1)
-    enc.write_var_string("[1, 2]")
+    enc.write_var_uint(len(states))
+    for client_id, state in enumerate(states, start=7):
+        enc.write_var_uint(client_id)
+        enc.write_var_uint(1)
+        enc.write_var_string(state)
     message = create_awareness_message(enc.to_bytes())
     assert await _close_code(_url(server, project, "a.txt", user.key), [message]) == 4402
 

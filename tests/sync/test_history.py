@@ -40,20 +40,16 @@ async def test_history_lists_fetches_and_restores_versions(server, user, project
             versions = answer["result"]["versions"]
             assert len(versions) >= 3
             assert versions[0]["authors"] == [{"account_id": user.account_id, "name": "Test User"}]
-            contents = []
-            for v in reversed(versions):
+            by_version = {}
+            for v in versions:
                 got = await ws.call(
                     "doc.version",
                     {"project_id": str(project), "path": "story.txt", "version": v["version"]},
                 )
-                contents.append(got["result"]["content"])
-            assert contents[-1] == "first draft with more and an ending"
-            assert "first draft" in contents and "first draft with more" in contents
-            oldest = next(
-                v["version"]
-                for v in reversed(versions)
-                if contents[list(reversed(versions)).index(v)] == "first draft"
-            )
+                by_version[v["version"]] = got["result"]["content"]
+            assert by_version[versions[0]["version"]] == "first draft with more and an ending"
+            assert {"first draft", "first draft with more"} <= set(by_version.values())
+            oldest = next(v for v, text in by_version.items() if text == "first draft")
             restored = await ws.call(
                 "doc.restore", {"project_id": str(project), "path": "story.txt", "version": oldest}
             )
