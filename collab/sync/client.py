@@ -26,6 +26,8 @@ class Client:
         # Called once when the client is closed by us (the room drops it at once rather
         # than when its socket finally goes away).
         self.on_close: Callable[[], None] | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.reader_cancelled = False
         self.close_code: int | None = None
         self.close_reason = ""
         # Awareness client ids this connection announced; only it may change them.
@@ -58,6 +60,11 @@ class Client:
         self.closed.set()
         if self.on_close is not None:
             self.on_close()
+        # Closed from elsewhere (a broadcast found its queue full, shutdown): stop its
+        # reader too, which may wait on a client that never sends or reads again.
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader_cancelled = True
+            self.reader.cancel()
         while True:
             try:
                 self._queue.put_nowait(None)

@@ -4,6 +4,7 @@ then run the y-websocket conversation between one client and its room."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 from uuid import UUID
@@ -32,6 +33,8 @@ from collab.sync.room import DocumentTooLarge, Room
 from collab.ws.endpoint import authenticate_websocket
 
 log = logging.getLogger(__name__)
+
+WRITER_GRACE = 5.0
 
 
 async def may_open(services: Services, account: Any, project_id: UUID) -> bool:
@@ -78,15 +81,25 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
     acks = websocket.query_params.get("acks") in ("1", "true")
     client = Client(websocket, account.account_id, account.name, services.settings.sync_send_queue)
     client.on_close = lambda: room.remove(client)
+    client.reader = asyncio.current_task()
     writer = asyncio.create_task(client.run_writer())
     try:
         client.send(room.hello())
         await _converse(websocket, room, client, acks, services.settings.sync_max_document_bytes)
+    except asyncio.CancelledError:
+        if not client.reader_cancelled:
+            raise
+        # We closed this client from elsewhere; finish normally.
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
     finally:
         room.remove(client)
         client.close(client.close_code or 1000)
-        await writer
         await manager.close(room)
+        # A client that stopped reading can hold its writer in a send forever.
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(writer, WRITER_GRACE)
 
 
 async def _converse(

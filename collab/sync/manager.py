@@ -74,6 +74,8 @@ class RoomManager:
     async def close(self, room: Room) -> None:
         """Release one hold; the room unloads after the unload delay if none is left."""
         room.holds -= 1
+        if self._stopping:
+            return  # stop() unloads every room itself
         if room.holds <= 0 and room.unload_handle is None and not room.closing:
             delay = self.settings.sync_unload_delay_ms / 1000
             room.unload_handle = asyncio.get_running_loop().call_later(

@@ -81,4 +81,6 @@ async def test_slow_client_is_disconnected_without_stalling_others(settings, tmp
             room = server.services.extra["rooms"].rooms[(project, "busy.txt")]
             await until(lambda: len(room.clients) == 2)
             assert all(c.close_code is None for c in room.clients)
+            # Its handler is gone too, so it no longer holds the room open.
+            await until(lambda: room.holds == 2, timeout=20)
         slow.transport.abort()
