@@ -81,3 +81,52 @@ async def test_acknowledged_updates_survive_kill_9_and_clients_reconnect(db_url,
             await c.close()
     finally:
         server.stop()
+
+
+async def test_acknowledgement_waits_for_the_commit(server, user, project):
+    from collab.sync.store import _LOCK_CLASS, lock_key
+    from tests.sync.yclient import connect
+
+    async with (
+        connect(server, project, "acked.txt", user.key) as a,
+        connect(server, project, "acked.txt", user.key) as b,
+    ):
+        await asyncio.wait_for(a.synced.wait(), 10)
+        await asyncio.wait_for(b.synced.wait(), 10)
+        await a.wait_acked()
+        pool = server.services.pool
+        doc_id = await pool.fetchval("SELECT doc_id FROM yjs_documents")
+        before = await pool.fetchval("SELECT count(*) FROM yjs_updates")
+        acked = a.acked
+        # Hold the document's writer lock: the batch cannot commit meanwhile.
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)", _LOCK_CLASS, lock_key(doc_id)
+            )
+            a.text.insert(0, "pending")
+            await until(lambda: str(b.text) == "pending")  # broadcast does not wait
+            await asyncio.sleep(0.5)
+            assert a.acked == acked
+        await a.wait_acked()
+        assert a.acked > acked
+        assert await pool.fetchval("SELECT count(*) FROM yjs_updates") > before
+
+
+async def test_shutdown_writes_files_and_flushes_the_log(settings, tmp_path):
+    from collab.projects.store import create_project
+    from tests.conftest import make_user, serve
+    from tests.sync.yclient import connect
+
+    slow_mirror = settings.replace(sync_mirror_debounce_ms=60_000, sync_unload_delay_ms=60_000)
+    async with serve(slow_mirror) as server:
+        user = await make_user(server)
+        project = await create_project(
+            server.services.pool, slow_mirror.projects_dir, UUID(user.account_id)
+        )
+        async with connect(server, project, "last.txt", user.key) as a:
+            await asyncio.wait_for(a.synced.wait(), 10)
+            a.text.insert(0, "written at shutdown")
+            await a.wait_acked()
+        path = slow_mirror.projects_dir / str(project) / "last.txt"
+        assert not path.exists() or path.read_text() != "written at shutdown"
+    assert path.read_text() == "written at shutdown"
