@@ -329,7 +329,7 @@ class RoomManager:
             await asyncio.sleep(WATCH_INTERVAL)
             rooms = [r for r in self.rooms.values() if not r.closing]
             for room in rooms:
-                room.expire_presence()
+                room.expire_presence(self.settings.sync_awareness_timeout_ms / 1000)
             watched = [r for r in rooms if kinds.mirrored(r.kind)]
             try:
                 stats = await asyncio.to_thread(_stat_all, [r.file for r in watched])

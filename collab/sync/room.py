@@ -32,7 +32,6 @@ from collab.sync.store import UpdateStore
 
 log = logging.getLogger(__name__)
 
-AWARENESS_TIMEOUT = 30.0
 # Presence is relayed to everyone in the room: keep what one connection can make it carry small.
 MAX_PRESENCE_BYTES = 64 * 1024
 MAX_PRESENCE_IDS = 16
@@ -226,8 +225,10 @@ class Room:
         if changed:
             self._broadcast_presence(changed)
 
-    def expire_presence(self) -> None:
-        limit = time.monotonic() - AWARENESS_TIMEOUT
+    def expire_presence(self, timeout: float) -> None:
+        """Drop presence not renewed for `timeout` seconds (y-protocols clients renew
+        every 15 s)."""
+        limit = time.monotonic() - timeout
         self._drop_presence([cid for cid, p in self._presence.items() if p.seen < limit])
 
     def _drop_presence(self, cids: list[int]) -> None:

@@ -117,3 +117,26 @@ async def test_presence_is_relayed_with_identity_and_removed_when_client_leaves(
             await asyncio.sleep(0.3)
             assert _states(a.awareness)[42] == state
         await until(lambda: _states(a.awareness).get(42, "x") is None)
+
+
+async def test_presence_not_renewed_expires(settings):
+    from uuid import UUID
+
+    from collab.projects.store import create_project
+    from tests.conftest import make_user, serve
+
+    async with serve(settings.replace(sync_awareness_timeout_ms=500)) as server:
+        user = await make_user(server)
+        project = await create_project(
+            server.services.pool, server.services.settings.projects_dir, UUID(user.account_id)
+        )
+        async with (
+            connect(server, project, "p.txt", user.key) as a,
+            connect(server, project, "p.txt", user.key) as b,
+        ):
+            await asyncio.wait_for(a.synced.wait(), 10)
+            await asyncio.wait_for(b.synced.wait(), 10)
+            await b.send_awareness(_presence(77, 1, {"cursor": 1}))
+            await until(lambda: 77 in _states(a.awareness))
+            # b stays connected but stops renewing: its presence goes.
+            await until(lambda: _states(a.awareness).get(77, "x") is None, timeout=10)
