@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import psutil
 import websockets
-from pycrdt import Decoder, Doc, Text, create_sync_message, create_update_message
+from pycrdt import Decoder, Doc, Encoder, Text, create_sync_message, create_update_message
 
 PEER = r'''
 import asyncio, sys
@@ -90,7 +90,10 @@ class Target:
     proc: subprocess.Popen[bytes]
     url: Callable[[str], str]  # document name -> ws url
     files: Path  # where a cold document's file goes
-    pids: list[int] = field(default_factory=list)
+    # Hocuspocus frames every message with the document name and wants an auth message
+    # first; y-websocket servers take the plain messages.
+    prefix: Callable[[str], bytes] = lambda _doc: b""
+    auth: Callable[[str], bytes | None] = lambda _doc: None
 
 
 def _header(update: bytes) -> tuple[int, int] | None:
@@ -108,8 +111,10 @@ def _header(update: bytes) -> tuple[int, int] | None:
 class Peer:
     """One y-websocket client: handshake, then either write or record arrivals."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: bytes = b"", auth: bytes | None = None) -> None:
         self.url = url
+        self.prefix = prefix
+        self.auth = auth
         self.conn: websockets.ClientConnection | None = None
         self.synced = asyncio.Event()
         self.arrivals: list[tuple[tuple[int, int], float]] = []
@@ -120,18 +125,24 @@ class Peer:
         self.conn = await websockets.connect(
             self.url, max_size=None, compression=None, open_timeout=60, ping_interval=None
         )
-        await self.conn.send(create_sync_message(Doc()))
+        if self.auth is not None:
+            await self.conn.send(self.auth)
+        await self.conn.send(self.prefix + create_sync_message(Doc()))
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         assert self.conn is not None
         with contextlib.suppress(websockets.ConnectionClosed):
-            async for message in self.conn:
-                if not isinstance(message, bytes) or len(message) < 2 or message[0] != 0:
+            n = len(self.prefix)
+            async for raw in self.conn:
+                if not isinstance(raw, bytes) or raw[:n] != self.prefix:
+                    continue
+                message = raw[n:]
+                if len(message) < 2 or message[0] != 0:
                     continue
                 sync_type = message[1]
                 if sync_type == 0:  # the server's step 1: we have nothing to add
-                    await self.conn.send(bytes([0, 1, 2, 0, 0]))
+                    await self.conn.send(self.prefix + bytes([0, 1, 2, 0, 0]))
                 elif sync_type == 1:
                     self.synced.set()
                 elif sync_type == 2 and self.record:
@@ -153,8 +164,8 @@ class Peer:
 
 
 class Writer:
-    def __init__(self, url: str, client_id: int) -> None:
-        self.peer = Peer(url)
+    def __init__(self, target: Target, doc: str, client_id: int) -> None:
+        self.peer = _peer(target, doc)
         self.doc: Doc = Doc(client_id=client_id)
         self.text = self.doc.get("source", type=Text)
         self.client_id = client_id
@@ -177,7 +188,7 @@ class Writer:
         for update in pending:
             self.sent[key] = time.perf_counter()
             with contextlib.suppress(websockets.ConnectionClosed):
-                await self.peer.conn.send(create_update_message(update))
+                await self.peer.conn.send(self.peer.prefix + create_update_message(update))
 
     async def run(self, rate: float, seconds: float) -> None:
         interval = 1 / rate
@@ -192,6 +203,10 @@ class Writer:
                 await asyncio.sleep(target - now)
             await self.write_one()
             n += 1
+
+
+def _peer(target: Target, doc: str) -> Peer:
+    return Peer(target.url(doc), target.prefix(doc), target.auth(doc))
 
 
 def latencies(writers: list[Writer], readers: list[Peer]) -> list[float]:
@@ -241,9 +256,9 @@ async def join_all(peers: list[Peer], timeout: float = 60) -> None:
 
 async def fanout(target: Target, readers_n: int, seconds: float) -> dict[str, float]:
     doc = f"bench/fanout-{uuid.uuid4().hex[:8]}.txt"
-    writer = Writer(target.url(doc), 1000)
+    writer = Writer(target, doc, 1000)
     await writer.start()
-    readers = [Peer(target.url(doc)) for _ in range(readers_n)]
+    readers = [_peer(target, doc) for _ in range(readers_n)]
     for i in range(0, readers_n, 50):
         await join_all(readers[i : i + 50])
     for r in readers:
@@ -269,10 +284,10 @@ async def fanout(target: Target, readers_n: int, seconds: float) -> dict[str, fl
 
 async def saturation(target: Target, rates: list[int], seconds: float) -> list[dict[str, float]]:
     doc = f"bench/sat-{uuid.uuid4().hex[:8]}.txt"
-    writers = [Writer(target.url(doc), 2000 + i) for i in range(10)]
+    writers = [Writer(target, doc, 2000 + i) for i in range(10)]
     for w in writers:
         await w.start()
-    readers = [Peer(target.url(doc)) for _ in range(10)]
+    readers = [_peer(target, doc) for _ in range(10)]
     await join_all(readers)
     steps = []
     for rate in rates:
@@ -308,7 +323,7 @@ async def join_storm(target: Target, clients: int, size: int) -> dict[str, float
     rng = random.Random(7)
     text = " ".join(rng.choice(words) for _ in range(size // 6))[:size]
     path.write_text(text)
-    peers = [Peer(target.url(name)) for _ in range(clients)]
+    peers = [_peer(target, name) for _ in range(clients)]
     t0 = time.perf_counter()
     await asyncio.gather(*(p.start() for p in peers), return_exceptions=True)
     try:
@@ -408,6 +423,49 @@ async def start_peer(root: Path, store: str = "memory") -> Target:
     return Target(name, proc, lambda doc: f"ws://127.0.0.1:{port}/{doc}", files)
 
 
+HOCUSPOCUS = Path(__file__).resolve().parent / "hocuspocus"
+
+
+def _var_string(text: str) -> bytes:
+    encoder = Encoder()
+    encoder.write_var_string(text)
+    return encoder.to_bytes()
+
+
+def hocuspocus_ready() -> bool:
+    """npm ci once; False (and Hocuspocus is left out) when node or npm is missing."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return False
+    if not (HOCUSPOCUS / "node_modules" / "@hocuspocus" / "server").exists():
+        done = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=HOCUSPOCUS, capture_output=True
+        )
+        if done.returncode != 0:
+            return False
+    return True
+
+
+async def start_hocuspocus(root: Path) -> Target:
+    port = free_port()
+    files = root / "hocuspocus-files"
+    files.mkdir(parents=True, exist_ok=True)
+    proc = _spawn(
+        ["node", str(HOCUSPOCUS / "server.mjs"), str(port), str(files)],
+        dict(os.environ),
+        root / "hocuspocus.log",
+    )
+    await wait_http(f"http://127.0.0.1:{port}/", proc)
+    return Target(
+        "hocuspocus",
+        proc,
+        lambda _doc: f"ws://127.0.0.1:{port}",
+        files,
+        prefix=_var_string,
+        # [name][2 auth][0 token][""]: no onAuthenticate hook, any token passes.
+        auth=lambda doc: _var_string(doc) + bytes([2, 0]) + _var_string(""),
+    )
+
+
 async def start_peer_sqlite(root: Path) -> Target:
     """The peer with its own persistence (pycrdt-store's SQLiteYStore)."""
     return await start_peer(root, "sqlite")
@@ -434,11 +492,14 @@ async def run(args: argparse.Namespace) -> None:
     ]
     results: dict[str, dict[str, Any]] = {}
     try:
-        for name, start in (
+        targets: list[tuple[str, Callable[[Path], Any]]] = [
             ("collab", start_collab),
             ("pycrdt-websocket", start_peer),
             ("pycrdt-websocket+sqlite", start_peer_sqlite),
-        ):
+        ]
+        if not args.no_hocuspocus and hocuspocus_ready():
+            targets.append(("hocuspocus", start_hocuspocus))
+        for name, start in targets:
             results[name] = {}
             # A fresh server per scenario: a backlog left by one cannot slow the next.
             for key, scenario in scenarios:
@@ -503,6 +564,7 @@ def print_table(results: dict[str, dict[str, Any]], readers: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs, at most 100 readers")
+    parser.add_argument("--no-hocuspocus", action="store_true", help="leave Hocuspocus out")
     asyncio.run(run(parser.parse_args()))
 
 
