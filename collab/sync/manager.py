@@ -306,6 +306,8 @@ class RoomManager:
         sha = mirror.sha256(data)
         if sha == room.file_sha:
             return
+        if not await self._still_inside(room):
+            return
         try:
             # Record the hash first: another process that sees the new file must know it
             # is our mirror, not an edit to merge.
@@ -344,7 +346,25 @@ class RoomManager:
             except Exception:
                 log.exception("file watch failed", extra={"event": "sync.watch_error"})
 
+    async def _still_inside(self, room: Room) -> bool:
+        """The path is checked again before each write and read: a directory on it may
+        have been replaced by a symlink out of the project since the room loaded."""
+        try:
+            current = await asyncio.to_thread(
+                paths.resolve, self.settings.projects_dir, room.project_id, room.path
+            )
+        except paths.BadPath:
+            current = None
+        if current != room.file:
+            log.warning(
+                "document path moved out of the project", extra={"event": "sync.path_escaped"}
+            )
+            return False
+        return True
+
     async def _check_file(self, room: Room) -> None:
+        if not await self._still_inside(room):
+            return
         st = await asyncio.to_thread(mirror.stat, room.file)
         data = await asyncio.to_thread(mirror.read, room.file)
         room.file_stat = st

@@ -150,3 +150,27 @@ async def test_document_over_the_size_cap_is_refused(settings, tmp_path):
             good.text.insert(0, "ok")
             await good.wait_acked()
             await until(lambda: "ok" in str(good.text))
+
+
+async def test_directory_swapped_for_a_symlink_out_is_not_written_through(
+    server, user, project, tmp_path
+):
+    from tests.sync.yclient import until as wait_until
+
+    inside = project_file(server, project, "sub")
+    inside.mkdir()
+    (inside / "a.txt").write_text("start")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    async with connect(server, project, "sub/a.txt", user.key) as a:
+        await asyncio.wait_for(a.synced.wait(), 10)
+        # Something with a shell in the project swaps the directory for a link out.
+        inside.rename(project_file(server, project, "sub-old"))
+        os.symlink(outside, inside)
+        a.text.insert(0, "escaped? ")
+        await a.wait_acked()
+        await asyncio.sleep(1.0)
+        assert list(outside.iterdir()) == []
+    rooms = server.services.extra["rooms"]
+    await wait_until(lambda: not rooms.rooms)
+    assert list(outside.iterdir()) == []
