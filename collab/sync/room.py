@@ -119,6 +119,10 @@ class Room:
         except Exception:
             log.exception("room observer failed", extra={"event": "sync.observer_error"})
 
+    async def stored(self) -> None:
+        """Wait until every change made so far (by anyone) is committed to the log."""
+        await self.store.barrier()
+
     def apply_remote(self, updates: list[bytes]) -> None:
         """Updates another process stored: broadcast them, do not store them again."""
         self._remote = True

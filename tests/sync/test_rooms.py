@@ -28,6 +28,11 @@ async def test_server_side_notebook_change_is_stored_broadcast_and_mirrored(serv
                 cell["outputs"].append(
                     Map({"output_type": "stream", "name": "stdout", "text": "hi\n"})
                 )
+            await room.stored()
+            stored = await server.services.pool.fetchval(
+                "SELECT count(*) FROM yjs_updates WHERE authors = '{}'"
+            )
+            assert stored >= 2  # the initial notebook and the server's change
         finally:
             await rooms.close(room)
         await until(lambda: YNotebook(a.doc).get()["cells"][0]["source"] == "print('hi')")
