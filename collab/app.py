@@ -23,6 +23,8 @@ from collab.config import Settings
 from collab.db import embedded, migrate, pool
 from collab.logs import RequestLog
 from collab.services import Services
+from collab.sync.component import ROUTE as SYNC_ROUTE
+from collab.sync.component import sync_component
 from collab.ws.dispatch import Api
 from collab.ws.endpoint import ws_endpoint
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 Component = Callable[[Services, Api], AbstractAsyncContextManager[None]]
 COMPONENTS: list[Component] = []
 EXTRA_ROUTES: list[BaseRoute] = []
+COMPONENTS.append(sync_component)
+EXTRA_ROUTES.append(SYNC_ROUTE)
 
 
 def load_secret(settings: Settings) -> str:
