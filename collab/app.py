@@ -24,6 +24,8 @@ from collab.db import embedded, migrate, pool
 from collab.kernels.calls import component as kernels_component
 from collab.logs import RequestLog
 from collab.services import Services
+from collab.sync.component import ROUTE as SYNC_ROUTE
+from collab.sync.component import sync_component
 from collab.terminals.calls import component as terminals_component
 from collab.ws.dispatch import Api
 from collab.ws.endpoint import ws_endpoint
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 Component = Callable[[Services, Api], AbstractAsyncContextManager[None]]
 COMPONENTS: list[Component] = []
 EXTRA_ROUTES: list[BaseRoute] = []
+COMPONENTS.append(sync_component)
+EXTRA_ROUTES.append(SYNC_ROUTE)
 # After the document rooms (when present), so they stop before the rooms close.
 COMPONENTS.append(kernels_component)
 COMPONENTS.append(terminals_component)

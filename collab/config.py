@@ -56,6 +56,16 @@ class Settings:
     terminal_rate_bytes: int = 256 * 1024
     terminal_idle_seconds: int = 3600
     terminals_per_project: int = 10
+    # Documents (collab/sync): size cap, per-client send queue, unload delay, file mirror
+    # debounce, history granularity, compaction threshold and presence timeout;
+    # docs/operations-sync.md.
+    sync_max_document_bytes: int = 32 * 1024 * 1024
+    sync_send_queue: int = 1024
+    sync_unload_delay_ms: int = 5000
+    sync_mirror_debounce_ms: int = 1000
+    sync_history_seconds: int = 5
+    sync_compact_rows: int = 1000
+    sync_awareness_timeout_ms: int = 30000
 
     @property
     def projects_dir(self) -> Path:

@@ -1,0 +1,265 @@
+"""Room: one live document in this process, its clients, its awareness, and the hooks
+that store, broadcast and mirror every change made to its Doc, whoever made it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from pycrdt import (
+    Decoder,
+    Doc,
+    Encoder,
+    Subscription,
+    TransactionEvent,
+    YSyncMessageType,
+    create_awareness_message,
+    create_sync_message,
+    create_update_message,
+    handle_sync_message,
+)
+
+from collab.sync.client import Client
+from collab.sync.protocol import ProtocolError
+from collab.sync.store import UpdateStore
+
+log = logging.getLogger(__name__)
+
+# Presence is relayed to everyone in the room: keep what one connection can make it carry small.
+MAX_PRESENCE_BYTES = 64 * 1024
+MAX_PRESENCE_IDS = 16
+
+
+class DocumentTooLarge(ValueError):
+    """An update that would take the document over the size cap."""
+
+
+@dataclass
+class _Presence:
+    clock: int
+    state: dict[str, Any] | None
+    client: Client
+    seen: float
+
+
+class Room:
+    """The public part (other packages): `doc`, `kind`, `project_id`, `path`. Change
+    `doc` inside `with room.doc.transaction(): ...`; the change is stored and broadcast
+    like a client's."""
+
+    def __init__(
+        self,
+        project_id: UUID,
+        path: str,
+        kind: str,
+        doc_id: int,
+        file: Path,
+        store: UpdateStore,
+        max_bytes: int,
+    ) -> None:
+        self.project_id = project_id
+        self.path = path
+        self.kind = kind
+        self.doc_id = doc_id
+        self.file = file
+        self.doc: Doc = Doc()
+        self.store = store
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.clients: set[Client] = set()  # synced clients: they receive broadcasts
+        self.holds = 0
+        self.read_seq = 0
+        self.rows_written = 0
+        # Set around a change so the observer knows who made it and whether to store it.
+        self._author: UUID | None = None
+        self._source: Client | None = None
+        self._remote = False
+        self._presence: dict[int, _Presence] = {}
+        self._subscription: Subscription | None = None
+        self.on_change: Callable[[], None] | None = None
+        # The file mirror's view (sha256 of the file we last wrote or read, its stat).
+        self.file_sha: str | None = None
+        self.file_stat: tuple[int, int] | None = None
+        self.unload_handle: asyncio.TimerHandle | None = None
+        self.closing = False
+
+    def start(self) -> None:
+        """Begin storing and broadcasting changes (after the stored state is loaded)."""
+        self._subscription = self.doc.observe(self._on_transaction)
+
+    def stop(self) -> None:
+        if self._subscription is not None:
+            self.doc.unobserve(self._subscription)
+            self._subscription = None
+
+    # -- changes ------------------------------------------------------------------
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        # Runs inside the commit of every transaction that changed the document; it must
+        # not raise (pycrdt would re-raise from the writer's `with` block).
+        try:
+            update = event.update
+            self.size += len(update)
+            if not self._remote:
+                self.store.append(self.doc_id, update, self._author)
+                self.rows_written += 1
+            message = create_update_message(update)
+            for client in list(self.clients):
+                if client is not self._source:
+                    client.send(message)
+            if self.on_change is not None:
+                self.on_change()
+        except Exception:
+            log.exception("room observer failed", extra={"event": "sync.observer_error"})
+
+    async def stored(self) -> None:
+        """Wait until every change made so far (by anyone) is committed to the log."""
+        await self.store.barrier()
+
+    def apply_remote(self, updates: list[bytes]) -> None:
+        """Updates another process stored: broadcast them, do not store them again."""
+        self._remote = True
+        try:
+            for update in updates:
+                self.doc.apply_update(update)
+        finally:
+            self._remote = False
+
+    def apply_sync(self, client: Client, body: bytes) -> bytes | None:
+        """A client's SYNC message; returns our step-2 answer to its step 1."""
+        if body[0] != YSyncMessageType.SYNC_STEP1 and self.size + len(body) > self.max_bytes:
+            raise DocumentTooLarge(f"a document is at most {self.max_bytes} bytes")
+        self._author, self._source = client.account_id, client
+        try:
+            return handle_sync_message(body, self.doc)
+        except ValueError as exc:
+            raise ProtocolError(f"invalid update: {exc}") from None
+        except BaseException as exc:
+            # Yrs reports some malformed input as a Rust panic (pyo3 PanicException, a
+            # BaseException): that is the client's bad update, not the server's failure.
+            if type(exc).__name__ == "PanicException":
+                raise ProtocolError("invalid update") from None
+            raise
+        finally:
+            self._author, self._source = None, None
+
+    def apply_as(self, author: UUID | None, change: Callable[[], None]) -> None:
+        """Run a server-side change attributed to `author` (history restore). `change`
+        opens its own transaction: jupyter-ydoc's models cannot be built inside one."""
+        self._author = author
+        try:
+            change()
+        finally:
+            self._author = None
+
+    # -- clients --------------------------------------------------------------------
+
+    def hello(self) -> bytes:
+        return create_sync_message(self.doc)
+
+    def add(self, client: Client) -> None:
+        """The client has our step 2: from now on it gets every update, and everyone's
+        presence."""
+        self.clients.add(client)
+        if self._presence:
+            client.send(create_awareness_message(self._encode_presence(list(self._presence))))
+
+    def remove(self, client: Client) -> None:
+        self.clients.discard(client)
+        gone = [cid for cid, p in self._presence.items() if p.client is client]
+        self._drop_presence(gone)
+
+    def send_presence(self, client: Client) -> None:
+        client.send(create_awareness_message(self._encode_presence(list(self._presence))))
+
+    # -- awareness ------------------------------------------------------------------
+
+    def apply_awareness(self, client: Client, update: bytes) -> None:
+        """Relay a client's awareness update, with the account attached by us so that
+        nobody can pose as someone else, and only for client ids that are its own."""
+        try:
+            decoder = Decoder(update)
+            count = decoder.read_var_uint()
+            entries = []
+            for _ in range(count):
+                cid = decoder.read_var_uint()
+                clock = decoder.read_var_uint()
+                raw = decoder.read_var_string()
+                if len(raw) > MAX_PRESENCE_BYTES:
+                    raise ProtocolError(f"an awareness state is at most {MAX_PRESENCE_BYTES} bytes")
+                state = json.loads(raw) if raw else None
+                entries.append((cid, clock, state))
+        except (IndexError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError("invalid awareness update") from exc
+        changed: list[tuple[int, int, Any]] = []
+        now = time.monotonic()
+        for cid, clock, state in entries:
+            if state is not None and not isinstance(state, dict):
+                raise ProtocolError("an awareness state is a JSON object or null")
+            current = self._presence.get(cid)
+            if current is not None and current.client is not client:
+                continue
+            if current is None and state is None:
+                continue
+            if current is None and len(client.awareness_ids) >= MAX_PRESENCE_IDS:
+                raise ProtocolError(f"a connection has at most {MAX_PRESENCE_IDS} awareness ids")
+            if current is not None and clock < current.clock:
+                continue
+            if state is None:
+                del self._presence[cid]
+                client.awareness_ids.discard(cid)
+                changed.append((cid, clock, None))
+                continue
+            user = state.get("user")
+            state["user"] = {
+                **(user if isinstance(user, dict) else {}),
+                "name": client.name,
+                "account_id": str(client.account_id),
+            }
+            self._presence[cid] = _Presence(clock, state, client, now)
+            client.awareness_ids.add(cid)
+            changed.append((cid, clock, state))
+        if changed:
+            self._broadcast_presence(changed)
+
+    def expire_presence(self, timeout: float) -> None:
+        """Drop presence not renewed for `timeout` seconds (y-protocols clients renew
+        every 15 s)."""
+        limit = time.monotonic() - timeout
+        self._drop_presence([cid for cid, p in self._presence.items() if p.seen < limit])
+
+    def _drop_presence(self, cids: list[int]) -> None:
+        changed = []
+        for cid in cids:
+            p = self._presence.pop(cid, None)
+            if p is not None:
+                p.client.awareness_ids.discard(cid)
+                changed.append((cid, p.clock + 1, None))
+        if changed:
+            self._broadcast_presence(changed)
+
+    def _encode_presence(self, cids: list[int]) -> bytes:
+        entries = [(cid, self._presence[cid].clock, self._presence[cid].state) for cid in cids]
+        return _encode_awareness(entries)
+
+    def _broadcast_presence(self, entries: list[tuple[int, int, Any]]) -> None:
+        message = create_awareness_message(_encode_awareness(entries))
+        for client in list(self.clients):
+            client.send(message)
+
+
+def _encode_awareness(entries: list[tuple[int, int, Any]]) -> bytes:
+    encoder = Encoder()
+    encoder.write_var_uint(len(entries))
+    for cid, clock, state in entries:
+        encoder.write_var_uint(cid)
+        encoder.write_var_uint(clock)
+        encoder.write_var_string(json.dumps(state, separators=(",", ":")))
+    return encoder.to_bytes()
