@@ -23,6 +23,16 @@ log = logging.getLogger(__name__)
 Key = tuple[UUID, str]
 
 
+async def open_room(rooms: Any, project_id: UUID, path: str) -> Any:
+    """Open a document room; a document that cannot be one (not a notebook, over the size
+    cap, a path the rooms refuse) is the client's error. The rooms raise ValueError
+    subclasses for those."""
+    try:
+        return await rooms.open(project_id, path)
+    except ValueError as exc:
+        raise ApiError("bad_document", str(exc)[:200] or "the document cannot be opened") from None
+
+
 class Kernels:
     def __init__(
         self,
@@ -89,7 +99,7 @@ class Kernels:
             rooms = self._rooms()
             if rooms is None:
                 raise ApiError("unavailable", "documents are not served by this server", 503)
-            room = await rooms.open(project_id, path)
+            room = await open_room(rooms, project_id, path)
             if getattr(room, "kind", "notebook") != "notebook":
                 await rooms.close(room)
                 raise ApiError("bad_path", "kernels run notebooks (.ipynb)")

@@ -18,6 +18,7 @@ from pycrdt import Map
 
 from collab.config import Settings
 from collab.errors import ApiError
+from collab.kernels.manager import open_room
 from collab.terminals.pty import Terminal
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class Terminals:
             on_change=self._publish,
         )
         rooms = self._rooms()
-        room = await rooms.open(project_id, path) if rooms is not None else None
+        room = await open_room(rooms, project_id, path) if rooms is not None else None
         try:
             terminal.start()
         except BaseException:

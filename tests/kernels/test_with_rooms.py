@@ -47,3 +47,14 @@ async def test_outputs_reach_every_y_websocket_client_and_the_file(server, user,
 
     await wait_for(on_disk, what="outputs in the file")
     await server.services.extra["kernels"].shutdown(project, "live.ipynb")
+
+
+async def test_a_file_that_is_not_a_notebook_is_a_bad_document(server, user, project):
+    path = server.services.settings.projects_dir / str(project) / "broken.ipynb"
+    path.write_text("this is not json")
+    async with ws_connect(server, user.key) as ws:
+        answer = await ws.call(
+            "kernel.execute",
+            {"project_id": str(project), "path": "broken.ipynb", "cell_ids": ["c1"]},
+        )
+    assert answer["error"]["code"] == "bad_document", answer
