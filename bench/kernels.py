@@ -3,14 +3,15 @@ in the same run. Prints a table.
 
     .venv/bin/python bench/kernels.py [--runs 50] [--seconds 3]
 
-- `pass` and a 1 MB print: /ws `kernel.execute` → the cell idle with its outputs in a
-  second client's replica of the document, against `AsyncKernelClient.execute_interactive`.
-- kernel start: first execution on a fresh notebook, against `start_kernel` + ready.
-- fan-out: a cell streaming ~1000 messages/s, its document updates delivered to 1, 10, 50
-  replicas (server CPU, bytes per client, lag of the last replica after the cell ended).
+The server runs as `collab serve` in its own process; clients are real y-websocket
+connections to /yjs (pycrdt's sync helpers) and a /ws connection for the calls.
 
-Until the sync rooms land, "a client's document" is a pycrdt replica fed by the room
-document's updates in this process (what a room broadcasts, minus the socket).
+- `pass` and a 1 MB print: /ws `kernel.execute` → the cell idle with its outputs in a
+  second client's document, against `AsyncKernelClient.execute_interactive`.
+- kernel start: first execution on a fresh notebook, against `start_kernel` + ready.
+- a million-line print: /healthz latency while it runs, and what the cap keeps.
+- fan-out: a cell streaming 1000 messages/s watched by 1, 10, 50 clients (server CPU,
+  bytes per client, lag of the last client behind the first at the end of the cell).
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -26,52 +32,88 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import httpx
-import uvicorn
+import nbformat
+import psutil
 import websockets
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_ydoc import YNotebook
-from pycrdt import Array, Doc, Map
+from pycrdt import Array, Doc, Map, YMessageType, create_sync_message, handle_sync_message
 
-from collab.app import create_app
-from collab.config import Settings
 from collab.db import embedded, migrate
 from collab.projects import store
 
 
-class Room:
-    def __init__(self) -> None:
-        self.doc = Doc()
-        self.kind = "notebook"
-
-
-class Rooms:
-    """The interface of collab.sync's RoomManager, holding documents in memory."""
-
-    def __init__(self) -> None:
-        self.rooms: dict[tuple[UUID, str], Room] = {}
-
-    async def open(self, project_id: UUID, path: str) -> Room:
-        return self.rooms.setdefault((project_id, path), Room())
-
-    async def close(self, room: Room) -> None:
-        pass
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[tuple[Any, int]]:
-    app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for this
-        await asyncio.sleep(0.01)
+async def serve(data_dir: Path, url: str) -> AsyncIterator[tuple[int, int]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")}
+    cmd = [sys.executable, "-m", "collab.cli", "serve", "--data-dir", str(data_dir)]
+    cmd += ["--database-url", url, "--port", str(port)]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
-        yield app, server.servers[0].sockets[0].getsockname()[1]
+        async with httpx.AsyncClient() as http:
+            while True:
+                if proc.returncode is not None:
+                    raise RuntimeError("server exited")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+        yield port, proc.pid
     finally:
-        server.should_exit = True
-        await task
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 60)
+
+
+class Viewer:
+    """A y-websocket client keeping a pycrdt Doc in sync with a document on the server."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.doc = Doc()
+        self.bytes = 0
+        self.synced = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        await self.conn.send(create_sync_message(self.doc))
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for message in self.conn:
+                self.bytes += len(message)
+                if message[0] == YMessageType.SYNC:
+                    reply = handle_sync_message(message[1:], self.doc)
+                    if reply is not None:
+                        await self.conn.send(reply)
+                    self.synced.set()
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.conn.close()
+
+
+@contextlib.asynccontextmanager
+async def viewers(base: str, count: int) -> AsyncIterator[list[Viewer]]:
+    conns = [await websockets.connect(base, max_size=None) for _ in range(count)]
+    opened = [Viewer(c) for c in conns]
+    try:
+        await asyncio.gather(*(asyncio.wait_for(v.synced.wait(), 30) for v in opened))
+        await asyncio.sleep(0.2)
+        yield opened
+    finally:
+        for v in opened:
+            await v.close()
 
 
 class Ws:
@@ -88,22 +130,6 @@ class Ws:
                 if "error" in msg:
                     raise RuntimeError(msg["error"])
                 return msg["result"]
-
-
-def replicas(doc: Doc, count: int) -> tuple[list[Doc], list[int]]:
-    docs = [Doc() for _ in range(count)]
-    sent = [0]
-    state = doc.get_update()
-    for d in docs:
-        d.apply_update(state)
-
-    def fan_out(event: Any) -> None:
-        sent[0] += len(event.update)
-        for d in docs:
-            d.apply_update(event.update)
-
-    doc.observe(fan_out)
-    return docs, sent
 
 
 def cell_done(doc: Doc, cell_id: str, count: int) -> bool:
@@ -124,6 +150,12 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] * 1000
 
 
+def write_notebook(path: Path, cells: list[tuple[str, str]]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source, id=cell_id) for cell_id, source in cells]
+    path.write_text(nbformat.writes(nb))
+
+
 async def direct(runs: int, cwd: Path) -> dict[str, Any]:
     km = AsyncKernelManager(kernel_name="python3")
     t = time.perf_counter()
@@ -131,19 +163,15 @@ async def direct(runs: int, cwd: Path) -> dict[str, Any]:
     kc = km.client()
     kc.start_channels()
     await kc.wait_for_ready(timeout=60)
-    start = time.perf_counter() - t
-    out: dict[str, Any] = {"start": start, "pass": [], "mb": []}
+    out: dict[str, Any] = {"start": time.perf_counter() - t, "pass": [], "mb": []}
     for _ in range(runs):
         t = time.perf_counter()
         await kc.execute_interactive("pass", output_hook=lambda m: None, timeout=60)
         out["pass"].append(time.perf_counter() - t)
     for _ in range(max(3, runs // 10)):
-        got: list[int] = []
         t = time.perf_counter()
         await kc.execute_interactive(
-            "print('x' * 1_000_000)",
-            output_hook=lambda m, got=got: got.append(len(m["content"].get("text", ""))),
-            timeout=60,
+            "print('x' * 1_000_000)", output_hook=lambda m: None, timeout=60
         )
         out["mb"].append(time.perf_counter() - t)
     kc.stop_channels()
@@ -159,12 +187,9 @@ async def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="collab-bench-kernels-"))
     url = await asyncio.to_thread(embedded.start, root / "pg", delete_on_exit=True)
     await migrate.migrate(url)
-    settings = Settings(data_dir=root / "data", database_url=url, secret="bench")
     rows: list[tuple[str, str, str, str]] = []
-    async with serve(settings) as (app, port):
-        services = app.state.services
-        rooms = Rooms()
-        services.extra["rooms"] = rooms
+    async with serve(root / "data", url) as (port, pid):
+        server = psutil.Process(pid)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             r = await http.post(
                 "/api/auth/signup",
@@ -172,48 +197,46 @@ async def main() -> None:
             )
             account = UUID(r.json()["account_id"])
             key = (await http.post("/api/auth/keys", json={"name": "bench"})).json()["key"]
-        project = await store.create_project(services.pool, settings.projects_dir, account)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        projects_dir = root / "data" / "projects"
+        project = await store.create_project(pool, projects_dir, account)
+        await pool.close()
+        directory = projects_dir / str(project)
+        yjs = f"ws://127.0.0.1:{port}/yjs/{project}/{{path}}?token={key}"
         headers = {"Authorization": f"Bearer {key}"}
         async with websockets.connect(
             f"ws://127.0.0.1:{port}/ws", additional_headers=headers, max_size=None
         ) as conn:
             ws = Ws(conn)
 
-            async def notebook(path: str, cells: list[tuple[str, str]]) -> Doc:
-                room = await rooms.open(project, path)
-                YNotebook(room.doc).set(
-                    {
-                        "cells": [
-                            {"cell_type": "code", "id": i, "source": s, "metadata": {},
-                             "outputs": [], "execution_count": None}
-                            for i, s in cells
-                        ],
-                        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
-                    }
-                )  # fmt: skip
-                return room.doc
+            def args(path: str, *cells: str) -> dict[str, Any]:
+                return {"project_id": str(project), "path": path, "cell_ids": list(cells)}
 
-            async def run(path: str, doc: Doc, viewer: Doc, cell: str, count: int) -> float:
+            async def run(path: str, viewer: Viewer, cell: str, count: int) -> float:
                 t = time.perf_counter()
-                await ws.call(
-                    "kernel.execute",
-                    {"project_id": str(project), "path": path, "cell_ids": [cell]},
-                )
-                await until(lambda: cell_done(viewer, cell, count))
+                await ws.call("kernel.execute", args(path, cell))
+                await until(lambda: cell_done(viewer.doc, cell, count))
                 return time.perf_counter() - t
 
-            doc = await notebook("a.ipynb", [("p", "pass"), ("mb", "print('x' * 1_000_000)")])
-            (viewer,), _ = replicas(doc, 1)
-            start = await run("a.ipynb", doc, viewer, "p", 1)
-            passes = [await run("a.ipynb", doc, viewer, "p", n + 2) for n in range(opts.runs)]
-            count = opts.runs + 2
-            mbs = []
-            for _ in range(max(3, opts.runs // 10)):
-                mbs.append(await run("a.ipynb", doc, viewer, "mb", count))
-                count += 1
-            base = await direct(opts.runs, settings.projects_dir)
-            rows.append(("kernel start (first cell)", f"{start * 1000:.0f} ms",
-                         f"{base['start'] * 1000:.0f} ms", ""))  # fmt: skip
+            write_notebook(directory / "a.ipynb", [("p", "pass"), ("mb", "print('x' * 1_000_000)")])
+            async with viewers(yjs.format(path="a.ipynb"), 1) as (viewer,):
+                start = await run("a.ipynb", viewer, "p", 1)
+                passes = [await run("a.ipynb", viewer, "p", n + 2) for n in range(opts.runs)]
+                count = opts.runs + 2
+                mbs = []
+                for _ in range(max(3, opts.runs // 10)):
+                    mbs.append(await run("a.ipynb", viewer, "mb", count))
+                    count += 1
+            await ws.call("kernel.shutdown", {"project_id": str(project), "path": "a.ipynb"})
+            base = await direct(opts.runs, directory)
+            rows.append(
+                (
+                    "kernel start (first cell)",
+                    f"{start * 1000:.0f} ms",
+                    f"{base['start'] * 1000:.0f} ms",
+                    "",
+                )
+            )
             for name, ours, theirs in (
                 ("`pass`", passes, base["pass"]),
                 ("print 1 MB", mbs, base["mb"]),
@@ -226,26 +249,26 @@ async def main() -> None:
                         f"{pct(ours, 0.5) - pct(theirs, 0.5):+.1f} ms at p50",
                     )
                 )
+
             # A million-line print: capped in the document, /healthz probed all along.
-            flood_doc = await notebook(
-                "flood.ipynb", [("f", "for i in range(1_000_000): print(i)")]
+            write_notebook(
+                directory / "flood.ipynb", [("f", "for i in range(1_000_000): print(i)")]
             )
-            (flood_viewer,), _ = replicas(flood_doc, 1)
             probes: list[float] = []
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            async with (
+                viewers(yjs.format(path="flood.ipynb"), 1) as (viewer,),
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+            ):
                 t = time.perf_counter()
-                await ws.call(
-                    "kernel.execute",
-                    {"project_id": str(project), "path": "flood.ipynb", "cell_ids": ["f"]},
-                )
-                while not cell_done(flood_viewer, "f", 1):
+                await ws.call("kernel.execute", args("flood.ipynb", "f"))
+                while not cell_done(viewer.doc, "f", 1):
                     started = time.perf_counter()
                     r = await http.get("/healthz")
                     assert r.status_code == 200
                     probes.append(time.perf_counter() - started)
                     await asyncio.sleep(0.02)
                 flood = time.perf_counter() - t
-            kept = len(YNotebook(flood_viewer).get()["cells"][0]["outputs"][0]["text"])
+                kept = len(YNotebook(viewer.doc).get()["cells"][0]["outputs"][0]["text"])
             rows.append(
                 (
                     "1M-line print: /healthz p50 / max",
@@ -255,6 +278,7 @@ async def main() -> None:
                 )
             )
             await ws.call("kernel.shutdown", {"project_id": str(project), "path": "flood.ipynb"})
+
             stream = (
                 "import time\n"
                 "t0 = time.time()\n"
@@ -264,41 +288,37 @@ async def main() -> None:
             )
             for n in (1, 10, 50):
                 path = f"fan{n}.ipynb"
-                doc = await notebook(path, [("s", stream)])
-                docs, sent = replicas(doc, n)
-                await run(path, doc, docs[0], "s", 1)  # warm: start the kernel
-                sent[0] = 0
-                cpu = time.process_time()
-                t = time.perf_counter()
-                await ws.call(
-                    "kernel.execute", {"project_id": str(project), "path": path, "cell_ids": ["s"]}
-                )
-                session = services.extra["kernels"].get(project, path)
-                # Coarse polling while the cell runs, so the wait costs no CPU worth counting.
-                await until(lambda s=session: s is not None and not s.busy, 0.05)
-                ended = time.perf_counter()
-                await until(lambda docs=docs: all(cell_done(d, "s", 2) for d in docs))
-                lag = time.perf_counter() - ended
-                wall = time.perf_counter() - t
-                used = time.process_time() - cpu
-                text = YNotebook(docs[-1]).get()["cells"][0]["outputs"][0]["text"]
-                lines = text.count("\n")
+                write_notebook(directory / path, [("s", stream)])
+                async with viewers(yjs.format(path=path), n) as docs:
+                    await ws.call("kernel.restart", {"project_id": str(project), "path": path})
+                    before = [v.bytes for v in docs]
+                    cpu = sum(server.cpu_times()[:2])
+                    t = time.perf_counter()
+                    await ws.call("kernel.execute", args(path, "s"))
+                    await until(lambda docs=docs: any(cell_done(v.doc, "s", 1) for v in docs))
+                    first = time.perf_counter()
+                    await until(lambda docs=docs: all(cell_done(v.doc, "s", 1) for v in docs))
+                    last = time.perf_counter()
+                    used = sum(server.cpu_times()[:2]) - cpu
+                    wall = last - t
+                    per_client = sum(v.bytes - b for v, b in zip(docs, before, strict=True)) / n
+                    text = YNotebook(docs[-1].doc).get()["cells"][0]["outputs"][0]["text"]
                 rows.append(
                     (
-                        f"stream ~1000 msg/s to {n} client(s)",
-                        f"CPU {used / wall * 100:.0f}% of a core, {sent[0] / 1024:.0f} KiB/client",
-                        f"{lines} lines in {wall:.1f} s",
-                        f"last client +{lag * 1000:.1f} ms after the cell ended",
+                        f"stream 1000 msg/s to {n} client(s)",
+                        f"server CPU {used / wall * 100:.0f}% of a core, "
+                        f"{per_client / 1024:.0f} KiB/client",
+                        f"{text.count(chr(10))} lines in {wall:.1f} s",
+                        f"last client +{(last - first) * 1000:.1f} ms after the first",
                     )
                 )
                 await ws.call("kernel.shutdown", {"project_id": str(project), "path": path})
-            await ws.call("kernel.shutdown", {"project_id": str(project), "path": "a.ipynb"})
     widths = [max(len(r[i]) for r in [*rows, HEAD]) for i in range(4)]
     for r in (HEAD, tuple("-" * w for w in widths), *rows):
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
 
 
-HEAD = ("measure", "collab (server → second client's doc)", "direct jupyter-client", "added")
+HEAD = ("measure", "collab (server → a client's document)", "direct jupyter-client", "added")
 
 if __name__ == "__main__":
     asyncio.run(main())
