@@ -23,6 +23,7 @@ from collab.config import Settings
 from collab.db import embedded, migrate, pool
 from collab.logs import RequestLog
 from collab.services import Services
+from collab.tables.component import tables_component
 from collab.ws.dispatch import Api
 from collab.ws.endpoint import ws_endpoint
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 # A component is started after the database and the /ws registry exist, and stopped in
 # reverse order. Later packages (tables, sync, kernels) add themselves here.
 Component = Callable[[Services, Api], AbstractAsyncContextManager[None]]
-COMPONENTS: list[Component] = []
+COMPONENTS: list[Component] = [tables_component]
 EXTRA_ROUTES: list[BaseRoute] = []
 
 

@@ -39,6 +39,15 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 10
     log_level: str = "info"
+    # Table changefeeds (docs/operations-tables.md).
+    tables_max_feeds_per_connection: int = 200
+    tables_max_feeds_per_account: int = 1000
+    tables_max_result_rows: int = 10000
+    tables_poll_seconds: int = 2
+    tables_log_max_age: int = 7 * 24 * 3600
+    tables_log_max_rows: int = 1_000_000
+    tables_log_min_age: int = 600
+    tables_trim_interval: int = 60
 
     @property
     def projects_dir(self) -> Path:

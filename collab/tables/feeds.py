@@ -1,0 +1,295 @@
+"""Feeds and fan-out: which subscriptions a change reaches, and the events it makes.
+
+Feeds are indexed by table and by account; a change reaches only the accounts its row
+is visible to (the row's account, or the members of the row's project from the
+mirror), and of those only the feeds whose example matches. Each event body is
+serialized once per distinct field set, not once per feed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from collab.tables.schema import Schema, Table
+from collab.tables.state import Change, Mirror
+
+# A prepared event: (pos, xid, body) where body is the JSON text after `{"feed":"…",`.
+Pending = tuple[int, int, str]
+
+
+@dataclass(eq=False)
+class Feed:
+    feed_id: str
+    table: Table
+    account_id: str
+    names: tuple[str, ...]  # fields in new_val / old_val: every field the query named
+    example: dict[str, Any]  # field -> wire value a row must equal
+    send: Callable[[str], bool]
+    # Set while the initial result or a resume replay is being prepared.
+    buffer: list[Pending] | None = field(default_factory=list)
+    # (xmin, xmax, in-progress xids) of the initial result's snapshot: changes of
+    # transactions visible in it are already in the result and are never sent again.
+    snapshot: tuple[int, int, frozenset[int]] | None = None
+    drop_snapshot_after_round: int | None = None
+    conn_key: int = 0
+
+    def matches(self, row: dict[str, Any] | None) -> bool:
+        if row is None:
+            return False
+        return all(row.get(k) == v for k, v in self.example.items())
+
+    def in_snapshot(self, xid: int) -> bool:
+        snap = self.snapshot
+        if snap is None:
+            return False
+        xmin, xmax, xip = snap
+        return xid < xmin or (xid < xmax and xid not in xip)
+
+    def cursor(self, pos: int) -> str:
+        return encode_cursor(pos, self.snapshot)
+
+    def deliver(self, pos: int, xid: int, body: str) -> None:
+        if self.buffer is not None:
+            self.buffer.append((pos, xid, body))
+            return
+        if self.in_snapshot(xid):
+            return
+        self.send(f'{{"feed":"{self.feed_id}",{body},"cursor":"{self.cursor(pos)}"}}')
+
+    def flush(self) -> None:
+        """Send what arrived while the answer was prepared, then go live."""
+        pending, self.buffer = self.buffer or [], None
+        for pos, xid, body in pending:
+            self.deliver(pos, xid, body)
+
+
+def encode_cursor(pos: int, snapshot: tuple[int, int, frozenset[int]] | None) -> str:
+    if snapshot is None:
+        return str(pos)
+    xmin, xmax, xip = snapshot
+    return f"{pos}:{xmin}:{xmax}:{','.join(map(str, sorted(xip)))}"
+
+
+def parse_snapshot(text: str) -> tuple[int, int, frozenset[int]]:
+    """PostgreSQL's pg_snapshot text form `xmin:xmax:xip,…`."""
+    xmin, xmax, xip = text.split(":")
+    return int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x)
+
+
+MAX_CURSOR = 4096
+
+
+def decode_cursor(text: Any) -> tuple[int, tuple[int, int, frozenset[int]] | None]:
+    from collab.errors import ApiError
+
+    if not isinstance(text, str) or not text or len(text) > MAX_CURSOR:
+        raise ApiError("bad_cursor", "`resume` is a cursor string from an event")
+    try:
+        pos_text, _, snap = text.partition(":")
+        pos = int(pos_text)
+        snapshot = parse_snapshot(snap) if snap else None
+    except ValueError:
+        raise ApiError("bad_cursor", "`resume` is not a cursor this server issued") from None
+    if pos < 0 or (snapshot and (snapshot[0] < 0 or snapshot[1] < snapshot[0])):
+        raise ApiError("bad_cursor", "`resume` is not a cursor this server issued")
+    return pos, snapshot
+
+
+class FeedIndex:
+    """table name -> account id -> feeds."""
+
+    def __init__(self) -> None:
+        self.by_table: dict[str, dict[str, set[Feed]]] = {}
+
+    def add(self, feed: Feed) -> None:
+        self.by_table.setdefault(feed.table.name, {}).setdefault(feed.account_id, set()).add(feed)
+
+    def remove(self, feed: Feed) -> None:
+        accounts = self.by_table.get(feed.table.name)
+        if not accounts:
+            return
+        group = accounts.get(feed.account_id)
+        if group is not None:
+            group.discard(feed)
+            if not group:
+                del accounts[feed.account_id]
+
+    def feeds(self, table: str, account_id: str) -> set[Feed] | None:
+        accounts = self.by_table.get(table)
+        return accounts.get(account_id) if accounts else None
+
+    def watched(self, table: str) -> bool:
+        return bool(self.by_table.get(table))
+
+
+class _Bodies:
+    """Event bodies of one change, serialized once per (table, fields, action)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[Any, str] = {}
+
+    def get(
+        self,
+        feed: Feed,
+        action: str,
+        new: dict[str, Any] | None,
+        old: dict[str, Any] | None,
+        tag: Any,
+    ) -> str:
+        key = (feed.table.name, feed.names, action, tag)
+        body = self.cache.get(key)
+        if body is None:
+            parts = [f'"action":"{action}"']
+            if new is not None:
+                parts.append('"new_val":' + json.dumps({n: new.get(n) for n in feed.names}))
+            if old is not None:
+                parts.append('"old_val":' + json.dumps({n: old.get(n) for n in feed.names}))
+            body = ",".join(parts)
+            self.cache[key] = body
+        return body
+
+
+def _view_row(table: Table, row: dict[str, Any] | None, names: Mapping[str, str]) -> Any:
+    """The row as `table` shows it: virtual tables add fields joined from accounts."""
+    if row is None or not table.virtual:
+        return row
+    out = dict(row)
+    for f in table.fields.values():
+        if f.source:
+            out[f.name] = names.get(row.get("account_id", ""), "")
+    return out
+
+
+def _emit(
+    feeds: Iterable[Feed],
+    change: Change,
+    bodies: _Bodies,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+    tag: Any,
+) -> None:
+    for feed in feeds:
+        om, nm = feed.matches(old), feed.matches(new)
+        if om and nm:
+            action, n, o = "update", new, old
+        elif nm:
+            action, n, o = "insert", new, None
+        elif om:
+            action, n, o = "delete", None, old
+        else:
+            continue
+        feed.deliver(change.pos, change.xid, bodies.get(feed, action, n, o, tag))
+
+
+def _audience(
+    table: Table, row: dict[str, Any] | None, mirror: Mirror
+) -> Iterable[str] | dict[str, str]:
+    if row is None:
+        return ()
+    value = row.get(table.scope_field)
+    if table.scope == "self":
+        return (value,) if value is not None else ()
+    return mirror.member_set(value)
+
+
+def fan_out(change: Change, mirror: Mirror, index: FeedIndex, schema: Schema) -> None:
+    """Apply `change` to the mirror and deliver it to every feed it reaches."""
+    views = [t for t in schema.views_of(change.table) if index.watched(t.name)]
+    names_before: Mapping[str, str] = mirror.names
+    if change.table == "accounts" and change.old is not None:
+        names_before = ChainMap({change.old["account_id"]: change.old.get("name", "")}, mirror.names)
+    before: list[tuple[Table, set[str]]] = []
+    if views:
+        for t in views:
+            before.append((t, set(_audience(t, change.old, mirror))))
+    old_key = _membership_key(change.old) if change.table == "project_users" else None
+    new_key = _membership_key(change.new) if change.table == "project_users" else None
+    mirror.apply(change)
+    bodies = _Bodies()
+    for t, old_aud in before:
+        new_aud = set(_audience(t, change.new, mirror))
+        old_row = _view_row(t, change.old, names_before)
+        new_row = _view_row(t, change.new, mirror.names)
+        for account in old_aud | new_aud:
+            group = index.feeds(t.name, account)
+            if not group:
+                continue
+            _emit(
+                group,
+                change,
+                bodies,
+                old_row if account in old_aud else None,
+                new_row if account in new_aud else None,
+                (account in old_aud, account in new_aud),
+            )
+    if change.table == "project_users" and old_key != new_key:
+        if old_key is not None:
+            _membership_rows(change, mirror, index, schema, bodies, old_key, joined=False)
+        if new_key is not None:
+            _membership_rows(change, mirror, index, schema, bodies, new_key, joined=True)
+    if change.table == "accounts" and change.old and change.new:
+        _renamed(change, mirror, index, schema, bodies, names_before)
+
+
+def _membership_key(row: dict[str, Any] | None) -> tuple[str, str] | None:
+    return (row["project_id"], row["account_id"]) if row is not None else None
+
+
+def _membership_rows(
+    change: Change,
+    mirror: Mirror,
+    index: FeedIndex,
+    schema: Schema,
+    bodies: _Bodies,
+    key: tuple[str, str],
+    joined: bool,
+) -> None:
+    """An account joined (left) a project: it now sees (no longer sees) every row of it."""
+    project_id, account_id = key
+    for t in schema.tables.values():
+        if t.scope != "member":
+            continue
+        group = index.feeds(t.name, account_id)
+        if not group:
+            continue
+        for raw in mirror.project_rows(t.physical, project_id):
+            if t.physical == "project_users" and (raw["project_id"], raw["account_id"]) == key:
+                continue  # the membership row itself went out with the change
+            row = _view_row(t, raw, mirror.names)
+            tag = ("member", joined, t.physical, tuple(raw.get(k) for k in t.primary_key))
+            _emit(group, change, bodies, None if joined else row, row if joined else None, tag)
+
+
+def _renamed(
+    change: Change,
+    mirror: Mirror,
+    index: FeedIndex,
+    schema: Schema,
+    bodies: _Bodies,
+    names_before: Mapping[str, str],
+) -> None:
+    """An account's name changed: virtual tables that show it change with it."""
+    assert change.old is not None and change.new is not None
+    account_id = change.new["account_id"]
+    if change.old.get("name") == change.new.get("name"):
+        return
+    for t in schema.tables.values():
+        if not t.virtual or not any(f.source for f in t.fields.values()):
+            continue
+        if not index.watched(t.name):
+            continue
+        for project_id in mirror.projects_of.get(account_id, ()):
+            for raw in mirror.project_rows(t.physical, project_id):
+                if raw.get("account_id") != account_id:
+                    continue
+                old_row = _view_row(t, raw, names_before)
+                new_row = _view_row(t, raw, mirror.names)
+                for member in mirror.member_set(project_id):
+                    group = index.feeds(t.name, member)
+                    if group:
+                        tag = ("rename", t.name, project_id)
+                        _emit(group, change, bodies, old_row, new_row, tag)
