@@ -372,8 +372,9 @@ class Tables:
         feed = self._register(conn, query)
         registered_at = self.pos
         try:
-            async with self.pool.acquire() as db, db.transaction(
-                isolation="repeatable_read", readonly=True
+            async with (
+                self.pool.acquire() as db,
+                db.transaction(isolation="repeatable_read", readonly=True),
             ):
                 snapshot = await db.fetchval("SELECT pg_current_snapshot()::text")
                 result = await q.run_get(db, query, account_id, s.tables_max_result_rows)
@@ -411,13 +412,15 @@ class Tables:
         mirror = self.mirror.copy()
         tables = ["project_users", "accounts", query.table.physical]
         try:
-            async with self.pool.acquire() as db, db.transaction(
-                isolation="repeatable_read", readonly=True
+            async with (
+                self.pool.acquire() as db,
+                db.transaction(isolation="repeatable_read", readonly=True),
             ):
                 trimmed = await db.fetchval("SELECT trimmed_through FROM table_changes_counter")
                 if pos < trimmed:
                     raise ApiError(
-                        "cursor_expired", "the change log no longer reaches this cursor; query again"
+                        "cursor_expired",
+                        "the change log no longer reaches this cursor; query again",
                     )
                 rows = await db.fetch(
                     """SELECT pos, xid::text::bigint AS xid, tbl, op, old, new

@@ -201,7 +201,9 @@ def fan_out(change: Change, mirror: Mirror, index: FeedIndex, schema: Schema) ->
     views = [t for t in schema.views_of(change.table) if index.watched(t.name)]
     names_before: Mapping[str, str] = mirror.names
     if change.table == "accounts" and change.old is not None:
-        names_before = ChainMap({change.old["account_id"]: change.old.get("name", "")}, mirror.names)
+        names_before = ChainMap(
+            {change.old["account_id"]: change.old.get("name", "")}, mirror.names
+        )
     before: list[tuple[Table, set[str]]] = []
     if views:
         for t in views:
