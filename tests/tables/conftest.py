@@ -33,41 +33,52 @@ async def remove_member(ws: WsClient, project_id: str, account_id: str) -> Any:
 
 
 class FeedReader:
-    """Reads frames from a WsClient, keeping the events of feeds."""
+    """One feed's events, read off a WsClient that several FeedReaders may share: frames
+    for other feeds are kept in the buffers of the socket's other feeds."""
 
     def __init__(self, ws: WsClient) -> None:
         self.ws = ws
-        self.events: list[dict[str, Any]] = []
+        self.feed_id: str | None = None
+        if not hasattr(ws, "feed_buffers"):
+            ws.feed_buffers = {}  # type: ignore[attr-defined]
+        self.buffers: dict[str, list[dict[str, Any]]] = ws.feed_buffers  # type: ignore[attr-defined]
 
     async def subscribe(self, query: dict[str, Any], **extra: Any) -> dict[str, Any]:
         msg_id = next(self.ws._ids)
-        await self.ws.conn.send(
-            json.dumps({"id": msg_id, "query": query, "changes": True, **extra})
-        )
+        await self.ws.conn.send(json.dumps({"id": msg_id, "query": query, "changes": True, **extra}))
         while True:
             frame = await self.ws.recv(30)
             if frame.get("id") == msg_id:
+                if "feed" in frame:
+                    self.feed_id = frame["feed"]
+                    self.buffers.setdefault(frame["feed"], [])
                 return dict(frame)
-            self.events.append(frame)
+            self._route(frame)
+
+    def _route(self, frame: dict[str, Any]) -> None:
+        if "feed" in frame and "id" not in frame:
+            self.buffers.setdefault(frame["feed"], []).append(frame)
 
     async def next(self, timeout: float = 10) -> dict[str, Any]:
-        if self.events:
-            return self.events.pop(0)
-        while True:
-            frame = await self.ws.recv(timeout)
-            if "feed" in frame and "id" not in frame:
-                return dict(frame)
+        assert self.feed_id is not None
+        mine = self.buffers[self.feed_id]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not mine:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            self._route(await self.ws.recv(left))
+        return mine.pop(0)
 
     async def quiet(self, seconds: float = 0.5) -> list[dict[str, Any]]:
-        """Every event that arrives within `seconds` of silence."""
-        got, self.events = self.events, []
+        """Every event that arrives until `seconds` pass with no event for this feed."""
+        got: list[dict[str, Any]] = []
         while True:
             try:
-                frame = await self.ws.recv(seconds)
+                got.append(await self.next(seconds))
             except TimeoutError:
                 return got
-            if "feed" in frame and "id" not in frame:
-                got.append(frame)
 
     async def until(self, predicate: Any, timeout: float = 20) -> list[dict[str, Any]]:
         """Events up to and including the first one that satisfies `predicate`."""
