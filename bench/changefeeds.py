@@ -1,0 +1,319 @@
+"""Changefeed benchmark: commit-to-client latency of table feeds under load, with the raw
+asyncpg LISTEN/NOTIFY round trip on the same PostgreSQL as the baseline.
+
+One server process (`collab serve`, a child process so that its CPU and RSS are its
+own); N subscriptions spread over 1,000 WebSocket connections, each feed watching one
+project; a writer updating random projects at a fixed rate straight through SQL. Prints
+a table. Not a test: nothing here asserts on time.
+
+    .venv/bin/python bench/changefeeds.py                 # 1k and 10k subs, 100/500/1000 w/s
+    .venv/bin/python bench/changefeeds.py --subs 1000 --rates 100 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from collab.auth.tokens import ApiKeys  # noqa: E402
+from collab.db import embedded, migrate  # noqa: E402
+
+CONNECTIONS = 1000
+ACCOUNTS = 100
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def setup_database(base_url: str) -> str:
+    name = f"collab_bench_{os.getpid()}"
+    admin = await asyncpg.connect(base_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = embedded.with_database(base_url, name)
+    await migrate.migrate(url)
+    return url
+
+
+async def seed(url: str, projects: int) -> tuple[list[str], dict[str, list[str]]]:
+    """ACCOUNTS accounts with API keys; `projects` projects owned round-robin."""
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+    assert pool is not None
+    keys = ApiKeys(pool)
+    api_keys: list[str] = []
+    owned: dict[str, list[str]] = {}
+    members = []
+    for i in range(ACCOUNTS):
+        account_id = await pool.fetchval(
+            "INSERT INTO accounts (email, name, password_hash) VALUES ($1, $2, 'x') "
+            "RETURNING account_id",
+            f"bench{i}@example.com",
+            f"bench {i}",
+        )
+        key = (await keys.create(account_id, "bench"))["key"]
+        api_keys.append(key)
+        owned[key] = []
+        for j in range(i, projects, ACCOUNTS):
+            pid = await pool.fetchval("INSERT INTO projects (title) VALUES ('0') RETURNING project_id")
+            owned[key].append(str(pid))
+            members.append((pid, account_id))
+    await pool.executemany(
+        "INSERT INTO project_users (project_id, account_id, role) VALUES ($1, $2, 'owner')", members
+    )
+    await pool.close()
+    return api_keys, owned
+
+
+def start_server(url: str, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "COLLAB_DATABASE_URL": url,
+        "COLLAB_PORT": str(port),
+        "COLLAB_DATA_DIR": str(data_dir),
+        "COLLAB_SECRET": "bench",
+        "COLLAB_LOG_LEVEL": "warning",
+        "COLLAB_TABLES_MAX_FEEDS_PER_ACCOUNT": "100000",
+        "COLLAB_TABLES_MAX_FEEDS_PER_CONNECTION": "1000",
+        "COLLAB_WS_SEND_QUEUE": "100000",
+    }
+    exe = Path(sys.executable).parent / "collab"
+    return subprocess.Popen([str(exe), "serve"], env=env, stdout=subprocess.DEVNULL)
+
+
+async def wait_ready(port: int) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(300):
+            try:
+                r = await client.get(f"http://127.0.0.1:{port}/healthz")
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+class Subscribers:
+    def __init__(self) -> None:
+        self.received: dict[str, list[float]] = {}
+        self.sockets: list[Any] = []
+        self.readers: list[asyncio.Task[None]] = []
+
+    async def open(self, port: int, api_keys: list[str], owned: dict[str, list[str]], subs: int) -> None:
+        per_conn = max(1, subs // CONNECTIONS)
+        sem = asyncio.Semaphore(50)
+
+        async def one(i: int) -> None:
+            key = api_keys[i % ACCOUNTS]
+            async with sem:
+                ws = await websockets.connect(
+                    f"ws://127.0.0.1:{port}/ws",
+                    additional_headers={"Authorization": f"Bearer {key}"},
+                    max_size=None,
+                )
+                mine = owned[key]
+                start = (i // ACCOUNTS) * per_conn
+                for n in range(per_conn):
+                    pid = mine[(start + n) % len(mine)]
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "id": n,
+                                "query": {"projects": [{"project_id": pid, "title": None}]},
+                                "changes": True,
+                            }
+                        )
+                    )
+                    while True:
+                        answer = json.loads(await ws.recv())
+                        if answer.get("id") == n:
+                            assert "feed" in answer, answer
+                            break
+            self.sockets.append(ws)
+            self.readers.append(asyncio.create_task(self.read(ws)))
+
+        await asyncio.gather(*(one(i) for i in range(CONNECTIONS)))
+
+    async def read(self, ws: Any) -> None:
+        try:
+            async for text in ws:
+                now = time.perf_counter()
+                event = json.loads(text)
+                title = event.get("new_val", {}).get("title")
+                if title:
+                    self.received.setdefault(title, []).append(now)
+        except websockets.ConnectionClosed:
+            pass
+
+    async def close(self) -> None:
+        for ws in self.sockets:
+            await ws.close()
+        for task in self.readers:
+            task.cancel()
+
+
+async def write_load(url: str, projects: list[str], rate: int, seconds: float) -> dict[str, float]:
+    """Update random projects at `rate` per second; return title -> commit time."""
+    committed: dict[str, float] = {}
+    pool = await asyncpg.create_pool(url, min_size=8, max_size=8)
+    assert pool is not None
+    seq = iter(range(10**9))
+
+    async def one(title: str, pid: str) -> None:
+        await pool.execute("UPDATE projects SET title = $1 WHERE project_id = $2", title, pid)
+        committed[title] = time.perf_counter()
+
+    tasks = []
+    start = time.perf_counter()
+    total = int(rate * seconds)
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        title = f"t{next(seq)}-{rate}"
+        tasks.append(asyncio.create_task(one(title, random.choice(projects))))
+    await asyncio.gather(*tasks)
+    await pool.close()
+    return committed
+
+
+async def baseline(url: str, rate: int, seconds: float) -> list[float]:
+    """Raw asyncpg: NOTIFY from one connection, LISTEN on another; round trip in ms."""
+    listener = await asyncpg.connect(url)
+    sender = await asyncpg.connect(url)
+    got: dict[str, float] = {}
+    await listener.add_listener("bench_baseline", lambda *a: got.__setitem__(a[3], time.perf_counter()))
+    sent: dict[str, float] = {}
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = time.perf_counter()
+        await sender.execute(f"NOTIFY bench_baseline, '{i}'")
+        sent[str(i)] = t
+    await asyncio.sleep(0.5)
+    await listener.close()
+    await sender.close()
+    return [(got[k] - sent[k]) * 1000 for k in sent if k in got]
+
+
+async def run(args: argparse.Namespace) -> None:
+    base = os.environ.get("COLLAB_BENCH_DATABASE_URL")
+    tmp = Path(tempfile.mkdtemp(prefix="collab-bench-"))
+    if not base:
+        base = embedded.start(tmp / "pgdata", delete_on_exit=True)
+    rows = []
+    for subs in args.subs:
+        url = await setup_database(base)
+        projects = max(1, subs // 10)
+        api_keys, owned = await seed(url, projects)
+        all_projects = [p for ps in owned.values() for p in ps]
+        port = free_port()
+        server = start_server(url, port, tmp / f"data-{subs}")
+        proc = psutil.Process(server.pid)
+        try:
+            await wait_ready(port)
+            subscribers = Subscribers()
+            await subscribers.open(port, api_keys, owned, subs)
+            await asyncio.sleep(1)
+            for rate in args.rates:
+                subscribers.received.clear()
+                cpu0 = proc.cpu_times()
+                t0 = time.perf_counter()
+                committed = await write_load(url, all_projects, rate, args.seconds)
+                await asyncio.sleep(2)
+                wall = time.perf_counter() - t0
+                cpu1 = proc.cpu_times()
+                latencies = [
+                    (t - committed[title]) * 1000
+                    for title, times in subscribers.received.items()
+                    if title in committed
+                    for t in times
+                ]
+                expected = sum(1 for _ in committed) * max(1, subs // projects)
+                raw = await baseline(url, rate, min(args.seconds, 3))
+                rows.append(
+                    {
+                        "subs": subs,
+                        "rate": rate,
+                        "events": len(latencies),
+                        "expected": expected,
+                        "p50": pct(latencies, 0.5),
+                        "p99": pct(latencies, 0.99),
+                        "max": max(latencies) if latencies else float("nan"),
+                        "cpu": 100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
+                        "rss": proc.memory_info().rss / 2**20,
+                        "raw_p50": pct(raw, 0.5),
+                        "raw_p99": pct(raw, 0.99),
+                    }
+                )
+                print_row(rows[-1], header=len(rows) == 1)
+            await subscribers.close()
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    print()
+    print("| subs | writes/s | events (expected) | p50 ms | p99 ms | max ms | server CPU % | server RSS MB | raw NOTIFY p50 / p99 ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['subs']} | {r['rate']} | {r['events']} ({r['expected']}) | {r['p50']:.1f} | "
+            f"{r['p99']:.1f} | {r['max']:.1f} | {r['cpu']:.0f} | {r['rss']:.0f} | "
+            f"{r['raw_p50']:.2f} / {r['raw_p99']:.2f} |"
+        )
+
+
+def print_row(r: dict[str, Any], header: bool) -> None:
+    if header:
+        print(f"{'subs':>6} {'w/s':>5} {'events':>8} {'p50':>7} {'p99':>7} {'max':>7} {'cpu%':>5} {'rssMB':>6} {'raw50':>6}")
+    print(
+        f"{r['subs']:>6} {r['rate']:>5} {r['events']:>8} {r['p50']:>7.1f} {r['p99']:>7.1f} "
+        f"{r['max']:>7.1f} {r['cpu']:>5.0f} {r['rss']:>6.0f} {r['raw_p50']:>6.2f}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subs", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--rates", type=int, nargs="+", default=[100, 500, 1000])
+    parser.add_argument("--seconds", type=float, default=10)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
