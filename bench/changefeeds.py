@@ -83,8 +83,10 @@ async def seed(url: str, projects: int) -> tuple[list[str], dict[str, list[str]]
         key = (await keys.create(account_id, "bench"))["key"]
         api_keys.append(key)
         owned[key] = []
-        for j in range(i, projects, ACCOUNTS):
-            pid = await pool.fetchval("INSERT INTO projects (title) VALUES ('0') RETURNING project_id")
+        for _ in range(i, projects, ACCOUNTS):
+            pid = await pool.fetchval(
+                "INSERT INTO projects (title) VALUES ('0') RETURNING project_id"
+            )
             owned[key].append(str(pid))
             members.append((pid, account_id))
     await pool.executemany(
@@ -129,7 +131,9 @@ class Subscribers:
         self.sockets: list[Any] = []
         self.readers: list[asyncio.Task[None]] = []
 
-    async def open(self, port: int, api_keys: list[str], owned: dict[str, list[str]], subs: int) -> None:
+    async def open(
+        self, port: int, api_keys: list[str], owned: dict[str, list[str]], subs: int
+    ) -> None:
         per_conn = max(1, subs // CONNECTIONS)
         sem = asyncio.Semaphore(50)
 
@@ -212,7 +216,9 @@ async def baseline(url: str, rate: int, seconds: float) -> list[float]:
     listener = await asyncpg.connect(url)
     sender = await asyncpg.connect(url)
     got: dict[str, float] = {}
-    await listener.add_listener("bench_baseline", lambda *a: got.__setitem__(a[3], time.perf_counter()))
+    await listener.add_listener(
+        "bench_baseline", lambda *a: got.__setitem__(a[3], time.perf_counter())
+    )
     sent: dict[str, float] = {}
     start = time.perf_counter()
     for i in range(int(rate * seconds)):
@@ -287,7 +293,9 @@ async def run(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
     print()
-    print("| subs | writes/s | events (expected) | p50 ms | p99 ms | max ms | server CPU % | server RSS MB | raw NOTIFY p50 / p99 ms |")
+    print(
+        "| subs | writes/s | events (expected) | p50 ms | p99 ms | max ms | server CPU % | server RSS MB | raw NOTIFY p50 / p99 ms |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
@@ -299,7 +307,9 @@ async def run(args: argparse.Namespace) -> None:
 
 def print_row(r: dict[str, Any], header: bool) -> None:
     if header:
-        print(f"{'subs':>6} {'w/s':>5} {'events':>8} {'p50':>7} {'p99':>7} {'max':>7} {'cpu%':>5} {'rssMB':>6} {'raw50':>6}")
+        print(
+            f"{'subs':>6} {'w/s':>5} {'events':>8} {'p50':>7} {'p99':>7} {'max':>7} {'cpu%':>5} {'rssMB':>6} {'raw50':>6}"
+        )
     print(
         f"{r['subs']:>6} {r['rate']:>5} {r['events']:>8} {r['p50']:>7.1f} {r['p99']:>7.1f} "
         f"{r['max']:>7.1f} {r['cpu']:>5.0f} {r['rss']:>6.0f} {r['raw_p50']:>6.2f}",

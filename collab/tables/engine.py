@@ -150,7 +150,12 @@ class Tables:
                 conn = await connect(self.services.database_url)
                 self._listener = conn
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: (lost.set(), self._wake.set()))
+
+                def on_lost(_conn: Any, lost: asyncio.Event = lost) -> None:
+                    lost.set()
+                    self._wake.set()
+
+                conn.add_termination_listener(on_lost)
                 await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
                 await self._check_retained(conn)
                 await self._catch_up(conn)
@@ -333,6 +338,7 @@ class Tables:
         return feed
 
     def _drop(self, feed: Feed) -> None:
+        feed.dropped = True
         self.index.remove(feed)
         self._snapshot_feeds.discard(feed)
         for feeds in self._by_conn.values():
@@ -382,8 +388,6 @@ class Tables:
             self._drop(feed)
             raise
         feed.snapshot = parse_snapshot(snapshot)
-        feed.drop_snapshot_after_round = self.round_started
-        self._snapshot_feeds.add(feed)
         conn.send(
             {
                 "id": msg_id,
@@ -392,8 +396,17 @@ class Tables:
                 "cursor": feed.cursor(registered_at),
             }
         )
-        feed.flush()
+        await feed.flush(lambda: _room(conn))
+        self._forget_snapshot_later(feed)
         return NO_REPLY
+
+    def _forget_snapshot_later(self, feed: Feed) -> None:
+        """The snapshot filter is needed until a round that started after the snapshot
+        was taken has been dispatched; counting from now (after the flush) is later
+        still, so never too early."""
+        if feed.snapshot is not None and not feed.dropped:
+            feed.drop_snapshot_after_round = self.round_started
+            self._snapshot_feeds.add(feed)
 
     async def _resume(self, conn: Any, msg_id: Any, query: q.Query) -> Any:
         """Replay the changes after the cursor from the log against a copy of the mirror
@@ -443,9 +456,6 @@ class Tables:
             fan_out(change, mirror, index, self.schema)
         feed.buffer = (replay.buffer or []) + (feed.buffer or [])
         feed.snapshot = snapshot
-        if snapshot is not None:
-            feed.drop_snapshot_after_round = self.round_started
-            self._snapshot_feeds.add(feed)
         conn.send(
             {
                 "id": msg_id,
@@ -454,5 +464,16 @@ class Tables:
                 "cursor": feed.cursor(pos),
             }
         )
-        feed.flush()
+        await feed.flush(lambda: _room(conn))
+        self._forget_snapshot_later(feed)
         return NO_REPLY
+
+
+async def _room(conn: Any) -> None:
+    """Wait while the connection's send queue is over half full, so that a long replay
+    is paced by the client instead of closing it as a slow consumer."""
+    queue = getattr(conn, "_queue", None)
+    if queue is None or not queue.maxsize:
+        return
+    while queue.qsize() >= max(1, queue.maxsize // 2) and not conn.closed.is_set():  # noqa: ASYNC110
+        await asyncio.sleep(0.005)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import ChainMap
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ class Feed:
     # transactions visible in it are already in the result and are never sent again.
     snapshot: tuple[int, int, frozenset[int]] | None = None
     drop_snapshot_after_round: int | None = None
-    conn_key: int = 0
+    dropped: bool = False
 
     def matches(self, row: dict[str, Any] | None) -> bool:
         if row is None:
@@ -60,11 +60,18 @@ class Feed:
             return
         self.send(f'{{"feed":"{self.feed_id}",{body},"cursor":"{self.cursor(pos)}"}}')
 
-    def flush(self) -> None:
-        """Send what arrived while the answer was prepared, then go live."""
-        pending, self.buffer = self.buffer or [], None
-        for pos, xid, body in pending:
-            self.deliver(pos, xid, body)
+    async def flush(self, room: Callable[[], Awaitable[None]]) -> None:
+        """Send what arrived while the answer was prepared, pacing the backlog by the
+        connection's queue (`room`), then go live with nothing reordered."""
+        while True:
+            pending, self.buffer = self.buffer or [], []
+            if not pending:
+                self.buffer = None
+                return
+            for pos, xid, body in pending:
+                if not self.in_snapshot(xid):
+                    await room()
+                    self.send(f'{{"feed":"{self.feed_id}",{body},"cursor":"{self.cursor(pos)}"}}')
 
 
 def encode_cursor(pos: int, snapshot: tuple[int, int, frozenset[int]] | None) -> str:

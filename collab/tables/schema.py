@@ -169,7 +169,7 @@ class Schema:
 
 def _permission(name: str, value: Any, allowed: tuple[str, ...]) -> str | bool:
     if value is False or value in allowed:
-        return value  # type: ignore[no-any-return]
+        return value
     raise SchemaError(f"{name}: expected false or one of {', '.join(allowed)}, got {value!r}")
 
 

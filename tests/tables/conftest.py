@@ -45,7 +45,9 @@ class FeedReader:
 
     async def subscribe(self, query: dict[str, Any], **extra: Any) -> dict[str, Any]:
         msg_id = next(self.ws._ids)
-        await self.ws.conn.send(json.dumps({"id": msg_id, "query": query, "changes": True, **extra}))
+        await self.ws.conn.send(
+            json.dumps({"id": msg_id, "query": query, "changes": True, **extra})
+        )
         while True:
             frame = await self.ws.recv(30)
             if frame.get("id") == msg_id:

@@ -79,7 +79,9 @@ async def db_titles(served: Any, owner: str) -> dict[str, str]:
     return {str(r["project_id"]): r["title"] for r in rows}
 
 
-def check_exactly_once(initial: list[dict[str, Any]], events: list[dict[str, Any]], created: set[str]) -> None:
+def check_exactly_once(
+    initial: list[dict[str, Any]], events: list[dict[str, Any]], created: set[str]
+) -> None:
     inserted = [e["new_val"]["project_id"] for e in events if e["action"] == "insert"]
     assert len(inserted) == len(set(inserted)), "an insert arrived twice"
     initial_ids = {r["project_id"] for r in initial}
@@ -204,7 +206,9 @@ async def test_a_write_through_one_server_process_reaches_a_feed_on_another(sett
             assert event["new_val"] == {"project_id": pid, "title": "via b"}
             # A cursor from one process resumes on the other.
             cursor = event["cursor"]
-        await a.services.pool.execute("UPDATE projects SET title = 'again' WHERE project_id = $1", pid)
+        await a.services.pool.execute(
+            "UPDATE projects SET title = 'again' WHERE project_id = $1", pid
+        )
         async with ws_connect(b, user.key) as wb:
             reader = FeedReader(wb)
             await reader.subscribe(PROJECTS, resume=cursor)

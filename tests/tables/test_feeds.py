@@ -151,7 +151,9 @@ async def test_accounts_feed_sees_only_my_own_record(server, user):
     async with ws_connect(server, user.key) as ws, ws_connect(server, other.key) as ws2:
         feed = FeedReader(ws)
         answer = await feed.subscribe({"accounts": [{"account_id": None, "name": None}]})
-        assert answer["result"]["accounts"] == [{"account_id": user.account_id, "name": "Test User"}]
+        assert answer["result"]["accounts"] == [
+            {"account_id": user.account_id, "name": "Test User"}
+        ]
         await ws2.request({"query": {"accounts": {"account_id": other.account_id, "name": "Z"}}})
         await ws.request({"query": {"accounts": {"account_id": user.account_id, "name": "Me"}}})
         events = await feed.quiet(1.0)
@@ -233,3 +235,30 @@ async def test_before_commit_hook_can_reject_a_write(server, user):
         row = await ws.request({"query": {"projects": {"project_id": pid, "title": None}}})
         assert row["result"]["projects"]["title"] == "fine"
     assert [c.op for c in calls] == ["insert", "update"]
+
+
+async def test_slow_consumer_is_closed_with_4008_and_resumes_from_its_cursor(settings):
+    import websockets
+
+    async with serve(settings.replace(ws_send_queue=5)) as server:
+        user = await make_user(server)
+        async with ws_connect(server, user.key) as ws:
+            feed = FeedReader(ws)
+            answer = await feed.subscribe(PROJECTS)
+            conn = await db(server)
+            try:
+                async with conn.transaction():
+                    pids = [await insert_project(conn, user.account_id, f"p{i}") for i in range(50)]
+            finally:
+                await conn.close()
+            try:
+                while True:
+                    await ws.recv(10)
+            except websockets.ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 4008
+        async with ws_connect(server, user.key) as ws:
+            feed = FeedReader(ws)
+            resumed = await feed.subscribe(PROJECTS, resume=answer["cursor"])
+            assert resumed["result"] == {"resumed": True}
+            got = [await feed.next() for _ in pids]
+            assert [e["new_val"]["project_id"] for e in got] == pids

@@ -33,17 +33,24 @@ async def _truth(conn: asyncpg.Connection) -> dict[str, Any]:
         (str(r["project_id"]), str(r["account_id"]), r["role"])
         for r in await conn.fetch("SELECT project_id, account_id, role FROM project_users")
     ]
-    names = {str(r["account_id"]): r["name"] for r in await conn.fetch("SELECT account_id, name FROM accounts")}
+    names = {
+        str(r["account_id"]): r["name"]
+        for r in await conn.fetch("SELECT account_id, name FROM accounts")
+    }
     return {"projects": projects, "members": members, "names": names}
 
 
-def _expected(truth: dict[str, Any], me: str, table: str, example: dict[str, Any]) -> list[dict[str, Any]]:
+def _expected(
+    truth: dict[str, Any], me: str, table: str, example: dict[str, Any]
+) -> list[dict[str, Any]]:
     mine = {p for p, a, _ in truth["members"] if a == me}
     if table == "projects":
         rows = [{"project_id": p, "title": t} for p, t in truth["projects"].items() if p in mine]
     elif table == "project_users":
         rows = [
-            {"project_id": p, "account_id": a, "role": r} for p, a, r in truth["members"] if p in mine
+            {"project_id": p, "account_id": a, "role": r}
+            for p, a, r in truth["members"]
+            if p in mine
         ]
     elif table == "collaborators":
         rows = [
@@ -115,11 +122,15 @@ async def test_random_users_and_queries_never_cross_the_rules(server):
         def prop(data: Any) -> None:
             who = data.draw(st.integers(0, N_USERS - 1), label="user")
             me = ids[who]
-            op = data.draw(st.sampled_from(["get", "get", "set_title", "add", "remove"]), label="op")
+            op = data.draw(
+                st.sampled_from(["get", "get", "set_title", "add", "remove"]), label="op"
+            )
             truth = loop.run_until_complete(_truth(admin))
             if op == "get":
                 table = data.draw(st.sampled_from(sorted(FIELDS)), label="table")
-                filters = data.draw(st.lists(st.sampled_from(FIELDS[table]), unique=True, max_size=2))
+                filters = data.draw(
+                    st.lists(st.sampled_from(FIELDS[table]), unique=True, max_size=2)
+                )
                 example = {f: data.draw(values[f], label=f) for f in filters}
                 query = {table: [{**{f: None for f in FIELDS[table]}, **example}]}
                 answer = loop.run_until_complete(ask(who, {"query": query}))
@@ -138,7 +149,9 @@ async def test_random_users_and_queries_never_cross_the_rules(server):
                 is_owner = roles.get((pid, me)) == "owner"
                 if op == "add":
                     allowed = is_owner and (pid, target) not in roles and target in ids
-                    message = {"query": {"project_users": {"project_id": pid, "account_id": target}}}
+                    message = {
+                        "query": {"project_users": {"project_id": pid, "account_id": target}}
+                    }
                 else:
                     allowed = is_owner and roles.get((pid, target)) == "collaborator"
                     message = {
