@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -39,6 +41,7 @@ from collab.db import embedded, migrate  # noqa: E402
 
 CONNECTIONS = 1000
 ACCOUNTS = 100
+WORKERS = 2
 
 
 def free_port() -> int:
@@ -125,65 +128,108 @@ async def wait_ready(port: int) -> None:
     raise RuntimeError("server did not start")
 
 
+def subscriber_main(
+    port: int, keys: list[str], owned: dict[str, list[str]], conns: range, per_conn: int, pipe: Any
+) -> None:
+    """A child process holding some of the connections, so that the client side gets
+    its own CPU instead of sharing the writer's event loop. Commands over `pipe`:
+    "collect" -> send {title: [receive times]} and clear."""
+    asyncio.run(_subscriber(port, keys, owned, conns, per_conn, pipe))
+
+
+async def _subscriber(
+    port: int, keys: list[str], owned: dict[str, list[str]], conns: range, per_conn: int, pipe: Any
+) -> None:
+    received: dict[str, list[float]] = {}
+    sem = asyncio.Semaphore(50)
+    sockets = []
+
+    async def read(ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for text in ws:
+                now = time.time()
+                title = json.loads(text).get("new_val", {}).get("title")
+                if title:
+                    received.setdefault(title, []).append(now)
+
+    async def one(i: int) -> None:
+        key = keys[i % ACCOUNTS]
+        async with sem:
+            ws = await websockets.connect(
+                f"ws://127.0.0.1:{port}/ws",
+                additional_headers={"Authorization": f"Bearer {key}"},
+                max_size=None,
+            )
+            mine = owned[key]
+            start = (i // ACCOUNTS) * per_conn
+            for n in range(per_conn):
+                pid = mine[(start + n) % len(mine)]
+                query = {"projects": [{"project_id": pid, "title": None}]}
+                await ws.send(json.dumps({"id": n, "query": query, "changes": True}))
+                while True:
+                    answer = json.loads(await ws.recv())
+                    if answer.get("id") == n:
+                        assert "feed" in answer, answer
+                        break
+        sockets.append(ws)
+
+    await asyncio.gather(*(one(i) for i in conns))
+    readers = [asyncio.create_task(read(ws)) for ws in sockets]
+    loop = asyncio.get_running_loop()
+    pipe.send("ready")
+    while True:
+        command = await loop.run_in_executor(None, pipe.recv)
+        if command == "collect":
+            pipe.send(received)
+            received = {}
+        else:
+            break
+    for ws in sockets:
+        await ws.close()
+    for task in readers:
+        task.cancel()
+
+
 class Subscribers:
+    """CONNECTIONS WebSockets over WORKERS child processes."""
+
     def __init__(self) -> None:
-        self.received: dict[str, list[float]] = {}
-        self.sockets: list[Any] = []
-        self.readers: list[asyncio.Task[None]] = []
+        self.pipes: list[Any] = []
+        self.procs: list[Any] = []
 
     async def open(
         self, port: int, api_keys: list[str], owned: dict[str, list[str]], subs: int
     ) -> None:
+        ctx = multiprocessing.get_context("spawn")
         per_conn = max(1, subs // CONNECTIONS)
-        sem = asyncio.Semaphore(50)
+        for w in range(WORKERS):
+            mine, theirs = ctx.Pipe()
+            conns = range(w, CONNECTIONS, WORKERS)
+            proc = ctx.Process(
+                target=subscriber_main, args=(port, api_keys, owned, conns, per_conn, theirs)
+            )
+            proc.start()
+            self.pipes.append(mine)
+            self.procs.append(proc)
+        loop = asyncio.get_running_loop()
+        for pipe in self.pipes:
+            assert await loop.run_in_executor(None, pipe.recv) == "ready"
 
-        async def one(i: int) -> None:
-            key = api_keys[i % ACCOUNTS]
-            async with sem:
-                ws = await websockets.connect(
-                    f"ws://127.0.0.1:{port}/ws",
-                    additional_headers={"Authorization": f"Bearer {key}"},
-                    max_size=None,
-                )
-                mine = owned[key]
-                start = (i // ACCOUNTS) * per_conn
-                for n in range(per_conn):
-                    pid = mine[(start + n) % len(mine)]
-                    await ws.send(
-                        json.dumps(
-                            {
-                                "id": n,
-                                "query": {"projects": [{"project_id": pid, "title": None}]},
-                                "changes": True,
-                            }
-                        )
-                    )
-                    while True:
-                        answer = json.loads(await ws.recv())
-                        if answer.get("id") == n:
-                            assert "feed" in answer, answer
-                            break
-            self.sockets.append(ws)
-            self.readers.append(asyncio.create_task(self.read(ws)))
-
-        await asyncio.gather(*(one(i) for i in range(CONNECTIONS)))
-
-    async def read(self, ws: Any) -> None:
-        try:
-            async for text in ws:
-                now = time.perf_counter()
-                event = json.loads(text)
-                title = event.get("new_val", {}).get("title")
-                if title:
-                    self.received.setdefault(title, []).append(now)
-        except websockets.ConnectionClosed:
-            pass
+    async def collect(self) -> dict[str, list[float]]:
+        loop = asyncio.get_running_loop()
+        merged: dict[str, list[float]] = {}
+        for pipe in self.pipes:
+            pipe.send("collect")
+            part = await loop.run_in_executor(None, pipe.recv)
+            for title, times in part.items():
+                merged.setdefault(title, []).extend(times)
+        return merged
 
     async def close(self) -> None:
-        for ws in self.sockets:
-            await ws.close()
-        for task in self.readers:
-            task.cancel()
+        for pipe in self.pipes:
+            pipe.send("stop")
+        for proc in self.procs:
+            await asyncio.get_running_loop().run_in_executor(None, proc.join, 20)
 
 
 async def write_load(url: str, projects: list[str], rate: int, seconds: float) -> dict[str, float]:
@@ -195,7 +241,7 @@ async def write_load(url: str, projects: list[str], rate: int, seconds: float) -
 
     async def one(title: str, pid: str) -> None:
         await pool.execute("UPDATE projects SET title = $1 WHERE project_id = $2", title, pid)
-        committed[title] = time.perf_counter()
+        committed[title] = time.time()
 
     tasks = []
     start = time.perf_counter()
@@ -254,16 +300,17 @@ async def run(args: argparse.Namespace) -> None:
             await subscribers.open(port, api_keys, owned, subs)
             await asyncio.sleep(1)
             for rate in args.rates:
-                subscribers.received.clear()
+                await subscribers.collect()
                 cpu0 = proc.cpu_times()
                 t0 = time.perf_counter()
                 committed = await write_load(url, all_projects, rate, args.seconds)
                 await asyncio.sleep(2)
                 wall = time.perf_counter() - t0
                 cpu1 = proc.cpu_times()
+                received = await subscribers.collect()
                 latencies = [
                     (t - committed[title]) * 1000
-                    for title, times in subscribers.received.items()
+                    for title, times in received.items()
                     if title in committed
                     for t in times
                 ]
