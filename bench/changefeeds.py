@@ -302,11 +302,22 @@ async def run(args: argparse.Namespace) -> None:
             for rate in args.rates:
                 await subscribers.collect()
                 cpu0 = proc.cpu_times()
+                workers = [psutil.Process(p.pid) for p in subscribers.procs]
+                wcpu0 = sum(w.cpu_times().user + w.cpu_times().system for w in workers)
+                me = psutil.Process()
+                mcpu0 = me.cpu_times().user + me.cpu_times().system
                 t0 = time.perf_counter()
                 committed = await write_load(url, all_projects, rate, args.seconds)
                 await asyncio.sleep(2)
                 wall = time.perf_counter() - t0
                 cpu1 = proc.cpu_times()
+                wcpu = sum(w.cpu_times().user + w.cpu_times().system for w in workers) - wcpu0
+                mcpu = me.cpu_times().user + me.cpu_times().system - mcpu0
+                print(
+                    f"  client CPU: subscribers {100 * wcpu / wall:.0f}%, "
+                    f"writer {100 * mcpu / wall:.0f}%, load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
                 received = await subscribers.collect()
                 latencies = [
                     (t - committed[title]) * 1000

@@ -12,7 +12,7 @@
 
 CREATE TABLE table_changes (
     id    bigserial PRIMARY KEY,
-    pos   bigint UNIQUE,
+    pos   bigint,
     xid   xid8 NOT NULL DEFAULT pg_current_xact_id(),
     tbl   text NOT NULL,
     op    "char" NOT NULL CHECK (op IN ('I', 'U', 'D')),
@@ -20,13 +20,19 @@ CREATE TABLE table_changes (
     new   jsonb,
     at    timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX table_changes_pending_idx ON table_changes (id) WHERE pos IS NULL;
+-- Partial, so that the many unnumbered (and dead) versions never enter it.
+CREATE UNIQUE INDEX table_changes_pos_idx ON table_changes (pos) WHERE pos IS NOT NULL;
+CREATE INDEX table_changes_at_idx ON table_changes (at);
 
--- One row: the last pos handed out and the highest pos trimmed away.
+-- One row: the last pos handed out, the highest pos trimmed away, and the watermark
+-- below which every log id is numbered (with the mark that advances it).
 CREATE TABLE table_changes_counter (
     only_row        boolean PRIMARY KEY DEFAULT true CHECK (only_row),
     last_pos        bigint NOT NULL DEFAULT 0,
-    trimmed_through bigint NOT NULL DEFAULT 0
+    trimmed_through bigint NOT NULL DEFAULT 0,
+    numbered_below  bigint NOT NULL DEFAULT 0,
+    mark_id         bigint NOT NULL DEFAULT 0,
+    mark_xid        xid8 NOT NULL DEFAULT '0'
 );
 INSERT INTO table_changes_counter DEFAULT VALUES;
 
@@ -52,26 +58,48 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Number every committed, unnumbered change, in id order, under the counter's row lock.
--- The lock is taken by the first statement; the UPDATE is a later statement, so under
--- READ COMMITTED it runs on a fresh snapshot that sees every transaction committed
--- before the lock was granted (including whatever a concurrent sequencer numbered).
-CREATE FUNCTION table_changes_sequence() RETURNS bigint LANGUAGE plpgsql AS $$
+-- Number every committed, unnumbered change, in id order. Sequencers are serialized by
+-- an advisory lock taken in the first statement; later statements run on fresh
+-- snapshots (READ COMMITTED) that see every transaction committed before the lock was
+-- granted, including whatever a concurrent sequencer numbered.
+--
+-- Only ids >= numbered_below are looked at, so the cost does not grow with the log or
+-- its dead row versions. The watermark moves up to a mark: mark_id is the id sequence's
+-- value read before this transaction took its own xid (mark_xid). Any transaction that
+-- owns an id <= mark_id took its xid before that read, so its xid is < mark_xid, and it
+-- has ended once a snapshot's xmin reaches mark_xid; from then on every committed id
+-- <= mark_id is visible and gets numbered. So a transaction that took its id first and
+-- committed last is numbered late, never skipped. (A snapshot's xmax is not used: it is
+-- the latest completed xid + 1, and a running transaction can have a larger xid.)
+-- A custom plan each call: a generic plan for `id >= $1` would scan the whole log.
+CREATE FUNCTION table_changes_sequence() RETURNS bigint LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
-    base bigint;
+    c table_changes_counter;
+    settled boolean;
+    seen_id bigint;
     numbered bigint;
 BEGIN
-    SELECT last_pos INTO base FROM table_changes_counter FOR UPDATE;
+    PERFORM pg_advisory_xact_lock(7365718);
+    SELECT * INTO c FROM table_changes_counter;
+    settled := pg_snapshot_xmin(pg_current_snapshot()) >= c.mark_xid;
+    -- Read before this transaction has an xid (it takes one at its first write below).
+    SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END
+        INTO seen_id FROM table_changes_id_seq;
     WITH pending AS (
         SELECT id, row_number() OVER (ORDER BY id) AS n
-        FROM table_changes WHERE pos IS NULL
+        FROM table_changes WHERE id >= c.numbered_below AND pos IS NULL
     )
-    UPDATE table_changes c SET pos = base + pending.n FROM pending WHERE c.id = pending.id;
+    UPDATE table_changes t SET pos = c.last_pos + pending.n FROM pending WHERE t.id = pending.id;
     GET DIAGNOSTICS numbered = ROW_COUNT;
-    IF numbered > 0 THEN
-        UPDATE table_changes_counter SET last_pos = base + numbered;
+    IF settled THEN
+        UPDATE table_changes_counter
+        SET last_pos = c.last_pos + numbered, numbered_below = c.mark_id + 1,
+            mark_id = seen_id, mark_xid = pg_current_xact_id();
+    ELSIF numbered > 0 THEN
+        UPDATE table_changes_counter SET last_pos = c.last_pos + numbered;
     END IF;
-    RETURN base + numbered;
+    RETURN c.last_pos + numbered;
 END $$;
 
 CREATE TRIGGER accounts_changes AFTER INSERT OR UPDATE OR DELETE ON accounts

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "collab_table_changes"
 BATCH = 5000
+# A resume further behind than this is answered with cursor_expired: a fresh query is
+# cheaper than replaying, and the replay is held in memory.
+MAX_REPLAY = 100_000
 _TRIGGER_LOCK = 0x7461626C6573
 _feed_ids = itertools.count(1)
 
@@ -268,8 +271,9 @@ class Tables:
         never younger than the minimum age); return the new trimmed-through position."""
         s = self.settings
         async with self.pool.acquire() as conn, conn.transaction():
+            # No lock on the counter while deleting: numbering goes on meanwhile.
             counter = await conn.fetchrow(
-                "SELECT last_pos, trimmed_through FROM table_changes_counter FOR UPDATE"
+                "SELECT last_pos, trimmed_through FROM table_changes_counter"
             )
 
             async def newest_older_than(seconds: int) -> int:
@@ -289,7 +293,10 @@ class Tables:
             if cut <= counter["trimmed_through"]:
                 return int(counter["trimmed_through"])
             await conn.execute("DELETE FROM table_changes WHERE pos <= $1", cut)
-            await conn.execute("UPDATE table_changes_counter SET trimmed_through = $1", cut)
+            await conn.execute(
+                "UPDATE table_changes_counter SET trimmed_through = greatest(trimmed_through, $1)",
+                cut,
+            )
         log.info("change log trimmed", extra={"event": "tables.trim", "through": cut})
         return cut
 
@@ -430,7 +437,7 @@ class Tables:
                 db.transaction(isolation="repeatable_read", readonly=True),
             ):
                 trimmed = await db.fetchval("SELECT trimmed_through FROM table_changes_counter")
-                if pos < trimmed:
+                if pos < trimmed or registered_at - pos > MAX_REPLAY:
                     raise ApiError(
                         "cursor_expired",
                         "the change log no longer reaches this cursor; query again",

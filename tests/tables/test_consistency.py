@@ -232,3 +232,63 @@ async def test_a_cursor_older_than_the_trimmed_log_is_refused_with_cursor_expire
             again = await reader.subscribe(PROJECTS, resume=cursor)
             assert again["error"]["code"] == "cursor_expired"
             assert await server.services.pool.fetchval("SELECT count(*) FROM table_changes") == 0
+
+
+async def test_resume_replays_membership_changes_with_the_permissions_of_their_time(server, user):
+    from tests.tables.conftest import add_member, create_project, remove_member
+
+    bob = await make_user(server, name="Bob")
+    async with ws_connect(server, user.key) as alice:
+        x = await create_project(alice, "x")
+        y = await create_project(alice, "y")
+        async with ws_connect(server, bob.key) as ws:
+            projects = FeedReader(ws)
+            p_cursor = (await projects.subscribe(PROJECTS))["cursor"]
+            collabs = FeedReader(ws)
+            c_cursor = (
+                await collabs.subscribe(
+                    {"collaborators": [{"project_id": None, "account_id": None, "name": None}]}
+                )
+            )["cursor"]
+        # While Bob is away: he joins x, x is renamed, he leaves x, x changes again
+        # (he must not hear of it), he joins y, and renames himself.
+        await add_member(alice, x, bob.account_id)
+        await alice.request({"query": {"projects": {"project_id": x, "title": "x2"}}})
+        await remove_member(alice, x, bob.account_id)
+        await alice.request({"query": {"projects": {"project_id": x, "title": "secret"}}})
+        await add_member(alice, y, bob.account_id)
+        async with ws_connect(server, bob.key) as ws:
+            await ws.request({"query": {"accounts": {"account_id": bob.account_id, "name": "Rob"}}})
+            projects = FeedReader(ws)
+            assert (await projects.subscribe(PROJECTS, resume=p_cursor))["result"] == {
+                "resumed": True
+            }
+            got = await projects.quiet(1.0)
+            assert [(e["action"], (e.get("new_val") or e["old_val"])["title"]) for e in got] == [
+                ("insert", "x"),
+                ("update", "x2"),
+                ("delete", "x2"),
+                ("insert", "y"),
+            ]
+            collabs = FeedReader(ws)
+            await collabs.subscribe(
+                {"collaborators": [{"project_id": None, "account_id": None, "name": None}]},
+                resume=c_cursor,
+            )
+            got = await collabs.quiet(1.0)
+            summary = [
+                (
+                    e["action"],
+                    (e.get("new_val") or e["old_val"])["project_id"] == x,
+                    (e.get("new_val") or e["old_val"])["name"],
+                )
+                for e in got
+            ]
+            # Joining x: both members; leaving x: both gone; joining y: both; rename: Bob in y.
+            assert sorted(summary[:2]) == [("insert", True, "Bob"), ("insert", True, "Test User")]
+            assert sorted(summary[2:4]) == [("delete", True, "Bob"), ("delete", True, "Test User")]
+            assert sorted(summary[4:6]) == [
+                ("insert", False, "Bob"),
+                ("insert", False, "Test User"),
+            ]
+            assert summary[6:] == [("update", False, "Rob")]
