@@ -99,20 +99,23 @@ async def seed(url: str, projects: int) -> tuple[list[str], dict[str, list[str]]
     return api_keys, owned
 
 
-def start_server(url: str, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    url: str, port: int, data_dir: Path, log_file: str | None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "COLLAB_DATABASE_URL": url,
         "COLLAB_PORT": str(port),
         "COLLAB_DATA_DIR": str(data_dir),
         "COLLAB_SECRET": "bench",
-        "COLLAB_LOG_LEVEL": "warning",
+        "COLLAB_LOG_LEVEL": "info" if log_file else "warning",
         "COLLAB_TABLES_MAX_FEEDS_PER_ACCOUNT": "100000",
         "COLLAB_TABLES_MAX_FEEDS_PER_CONNECTION": "1000",
         "COLLAB_WS_SEND_QUEUE": "100000",
     }
     exe = Path(sys.executable).parent / "collab"
-    return subprocess.Popen([str(exe), "serve"], env=env, stdout=subprocess.DEVNULL)
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    return subprocess.Popen([str(exe), "serve"], env=env, stdout=out, stderr=out)
 
 
 async def wait_ready(port: int) -> None:
@@ -292,7 +295,7 @@ async def run(args: argparse.Namespace) -> None:
         api_keys, owned = await seed(url, projects)
         all_projects = [p for ps in owned.values() for p in ps]
         port = free_port()
-        server = start_server(url, port, tmp / f"data-{subs}")
+        server = start_server(url, port, tmp / f"data-{subs}", args.server_log)
         proc = psutil.Process(server.pid)
         try:
             await wait_ready(port)
@@ -380,6 +383,7 @@ def main() -> None:
     parser.add_argument("--subs", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--rates", type=int, nargs="+", default=[100, 500, 1000])
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--server-log", help="append the server's info log to this file")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -11,6 +11,7 @@ import inspect
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -58,6 +59,15 @@ class Tables:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: asyncpg.Connection | None = None
         self.connected = asyncio.Event()
+        # Read by operators and the benchmark: how the listener keeps up.
+        self.stats = {
+            "rounds": 0,
+            "changes": 0,
+            "round_max_ms": 0.0,
+            "round_total_ms": 0.0,
+            "sequence_total_ms": 0.0,
+            "fetch_total_ms": 0.0,
+        }
 
     # ---- the interface for other packages (docs/architecture-tables.md) ----
 
@@ -95,6 +105,7 @@ class Tables:
         await asyncio.wait_for(self.connected.wait(), 30)
 
     async def stop(self) -> None:
+        log.info("changefeed stats", extra={"event": "tables.stats", **self.stats})
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -201,18 +212,28 @@ class Tables:
     async def _catch_up(self, conn: asyncpg.Connection) -> None:
         self.round_started += 1
         this_round = self.round_started
+        started = time.perf_counter()
         await conn.fetchval("SELECT table_changes_sequence()")
+        fetched = time.perf_counter()
+        self.stats["sequence_total_ms"] += (fetched - started) * 1000
         while True:
+            t0 = time.perf_counter()
             rows = await conn.fetch(
                 """SELECT pos, xid::text::bigint AS xid, tbl, op, old, new FROM table_changes
                    WHERE pos > $1 ORDER BY pos LIMIT $2""",
                 self.pos,
                 BATCH,
             )
+            self.stats["fetch_total_ms"] += (time.perf_counter() - t0) * 1000
             for r in rows:
                 self._dispatch(self._change(r))
+            self.stats["changes"] += len(rows)
             if len(rows) < BATCH:
                 break
+        took = (time.perf_counter() - started) * 1000
+        self.stats["rounds"] += 1
+        self.stats["round_total_ms"] += took
+        self.stats["round_max_ms"] = max(self.stats["round_max_ms"], took)
         for feed in list(self._snapshot_feeds):
             # Every change of a transaction visible in the feed's snapshot has been
             # numbered by a round that started after the snapshot was taken.

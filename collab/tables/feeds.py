@@ -106,26 +106,110 @@ def decode_cursor(text: Any) -> tuple[int, tuple[int, int, frozenset[int]] | Non
     return pos, snapshot
 
 
-class FeedIndex:
-    """table name -> account id -> feeds."""
+@dataclass(eq=False)
+class Group:
+    """Feeds of one account that asked the same fields with the same example: a change
+    is matched once per group, not once per feed."""
+
+    table: Table
+    names: tuple[str, ...]
+    example: dict[str, Any]
+    feeds: set[Feed] = field(default_factory=set)
+
+    def matches(self, row: dict[str, Any] | None) -> bool:
+        if row is None:
+            return False
+        return all(row.get(k) == v for k, v in self.example.items())
+
+
+class AccountFeeds:
+    """One account's feeds on one table, indexed by the key field their example fixes
+    (primary key or project), so a change looks only at groups that can match it."""
 
     def __init__(self) -> None:
-        self.by_table: dict[str, dict[str, set[Feed]]] = {}
+        self.groups: dict[str, Group] = {}
+        self.keyed: dict[tuple[str, Any], dict[str, Group]] = {}
+        self.unkeyed: dict[str, Group] = {}
+        self.key_fields: dict[str, int] = {}
+        self.count = 0
+
+    @staticmethod
+    def _key_field(feed: Feed) -> str | None:
+        t = feed.table
+        for name in (*t.primary_key, t.scope_field):
+            value = feed.example.get(name)
+            if value is not None and isinstance(value, str | int):
+                return name
+        return None
 
     def add(self, feed: Feed) -> None:
-        self.by_table.setdefault(feed.table.name, {}).setdefault(feed.account_id, set()).add(feed)
+        gk = json.dumps([feed.names, sorted(feed.example.items())], default=str)
+        group = self.groups.get(gk)
+        if group is None:
+            group = self.groups[gk] = Group(feed.table, feed.names, feed.example)
+            kf = self._key_field(feed)
+            if kf is None:
+                self.unkeyed[gk] = group
+            else:
+                self.keyed.setdefault((kf, feed.example[kf]), {})[gk] = group
+                self.key_fields[kf] = self.key_fields.get(kf, 0) + 1
+        group.feeds.add(feed)
+        self.count += 1
+
+    def remove(self, feed: Feed) -> None:
+        gk = json.dumps([feed.names, sorted(feed.example.items())], default=str)
+        group = self.groups.get(gk)
+        if group is None or feed not in group.feeds:
+            return
+        group.feeds.discard(feed)
+        self.count -= 1
+        if group.feeds:
+            return
+        del self.groups[gk]
+        kf = self._key_field(feed)
+        if kf is None:
+            self.unkeyed.pop(gk, None)
+            return
+        bucket = self.keyed.get((kf, feed.example[kf]), {})
+        bucket.pop(gk, None)
+        if not bucket:
+            self.keyed.pop((kf, feed.example[kf]), None)
+        self.key_fields[kf] -= 1
+        if not self.key_fields[kf]:
+            del self.key_fields[kf]
+
+    def candidates(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> Iterable[Group]:
+        yield from self.unkeyed.values()
+        for kf in self.key_fields:
+            a = old.get(kf) if old is not None else None
+            b = new.get(kf) if new is not None else None
+            if a is not None:
+                yield from self.keyed.get((kf, a), {}).values()
+            if b is not None and b != a:
+                yield from self.keyed.get((kf, b), {}).values()
+
+
+class FeedIndex:
+    """table name -> account id -> that account's feeds, grouped and keyed."""
+
+    def __init__(self) -> None:
+        self.by_table: dict[str, dict[str, AccountFeeds]] = {}
+
+    def add(self, feed: Feed) -> None:
+        accounts = self.by_table.setdefault(feed.table.name, {})
+        accounts.setdefault(feed.account_id, AccountFeeds()).add(feed)
 
     def remove(self, feed: Feed) -> None:
         accounts = self.by_table.get(feed.table.name)
         if not accounts:
             return
-        group = accounts.get(feed.account_id)
-        if group is not None:
-            group.discard(feed)
-            if not group:
+        mine = accounts.get(feed.account_id)
+        if mine is not None:
+            mine.remove(feed)
+            if not mine.count:
                 del accounts[feed.account_id]
 
-    def feeds(self, table: str, account_id: str) -> set[Feed] | None:
+    def feeds(self, table: str, account_id: str) -> AccountFeeds | None:
         accounts = self.by_table.get(table)
         return accounts.get(account_id) if accounts else None
 
@@ -141,7 +225,7 @@ class _Bodies:
 
     def get(
         self,
-        feed: Feed,
+        feed: Group,
         action: str,
         new: dict[str, Any] | None,
         old: dict[str, Any] | None,
@@ -172,15 +256,15 @@ def _view_row(table: Table, row: dict[str, Any] | None, names: Mapping[str, str]
 
 
 def _emit(
-    feeds: Iterable[Feed],
+    feeds: AccountFeeds,
     change: Change,
     bodies: _Bodies,
     old: dict[str, Any] | None,
     new: dict[str, Any] | None,
     tag: Any,
 ) -> None:
-    for feed in feeds:
-        om, nm = feed.matches(old), feed.matches(new)
+    for group in feeds.candidates(old, new):
+        om, nm = group.matches(old), group.matches(new)
         if om and nm:
             action, n, o = "update", new, old
         elif nm:
@@ -189,7 +273,9 @@ def _emit(
             action, n, o = "delete", None, old
         else:
             continue
-        feed.deliver(change.pos, change.xid, bodies.get(feed, action, n, o, tag))
+        body = bodies.get(group, action, n, o, tag)
+        for feed in group.feeds:
+            feed.deliver(change.pos, change.xid, body)
 
 
 def _audience(
