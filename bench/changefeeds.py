@@ -343,6 +343,7 @@ async def run(args: argparse.Namespace) -> None:
                         "rss": proc.memory_info().rss / 2**20,
                         "raw_p50": pct(raw, 0.5),
                         "raw_p99": pct(raw, 0.99),
+                        "load": os.getloadavg()[0],
                     }
                 )
                 print_row(rows[-1], header=len(rows) == 1)
@@ -357,12 +358,12 @@ async def run(args: argparse.Namespace) -> None:
     print(
         "| subs | writes/s | events (expected) | p50 ms | p99 ms | max ms | server CPU % | server RSS MB | raw NOTIFY p50 / p99 ms |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['subs']} | {r['rate']} | {r['events']} ({r['expected']}) | {r['p50']:.1f} | "
             f"{r['p99']:.1f} | {r['max']:.1f} | {r['cpu']:.0f} | {r['rss']:.0f} | "
-            f"{r['raw_p50']:.2f} / {r['raw_p99']:.2f} |"
+            f"{r['raw_p50']:.2f} / {r['raw_p99']:.2f} | {r['load']:.1f} |"
         )
 
 

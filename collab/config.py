@@ -39,7 +39,8 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 10
     log_level: str = "info"
-    # Table changefeeds (docs/operations-tables.md).
+    # Table changefeeds (docs/operations-tables.md). None: the schema/ folder of the source.
+    tables_schema_dir: Path | None = None
     tables_max_feeds_per_connection: int = 200
     tables_max_feeds_per_account: int = 1000
     tables_max_result_rows: int = 10000

@@ -14,7 +14,7 @@ from collab.ws.dispatch import Api
 
 @contextlib.asynccontextmanager
 async def tables_component(services: Services, api: Api) -> AsyncIterator[None]:
-    schema = schema_mod.load()
+    schema = schema_mod.load(services.settings.tables_schema_dir or schema_mod.SCHEMA_DIR)
     await schema_mod.check(schema, services.pool)
     tables = Tables(services, schema)
     await tables.start()

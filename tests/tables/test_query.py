@@ -330,6 +330,22 @@ project_field = "project_id"
     assert "title is declared integer" in str(err.value)
 
 
+async def test_server_refuses_to_start_when_the_schema_does_not_match(settings, tmp_path: Path):
+    import shutil
+
+    from collab.app import create_app
+
+    schema_dir = tmp_path / "schema"
+    shutil.copytree(schema_mod.SCHEMA_DIR, schema_dir)
+    text = (schema_dir / "projects.toml").read_text()
+    (schema_dir / "projects.toml").write_text(text.replace('state = "text"', 'state = "integer"'))
+    # The app's own lifespan (uvicorn would turn the failure into SystemExit).
+    app = create_app(settings.replace(tables_schema_dir=schema_dir))
+    with pytest.raises(schema_mod.SchemaError, match="state is declared integer"):
+        async with app.router.lifespan_context(app):
+            pass
+
+
 def test_schema_loader_rejects_malformed_files(tmp_path: Path):
     (tmp_path / "bad.toml").write_text(
         '[table]\nname = "x; drop"\nprimary_key = ["a"]\n'
