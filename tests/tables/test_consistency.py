@@ -9,6 +9,8 @@ import itertools
 import random
 from typing import Any
 
+import asyncpg
+
 from tests.conftest import make_user, serve, ws_connect
 from tests.tables.conftest import FeedReader, db, insert_project
 
@@ -18,8 +20,8 @@ PROJECTS = {"projects": [{"project_id": None, "title": None}]}
 class Writers:
     """Four connections that insert projects for `owner` and retitle them until stopped."""
 
-    def __init__(self, served: Any, owner: str, count: int = 4) -> None:
-        self.served = served
+    def __init__(self, url: str, owner: str, count: int = 4) -> None:
+        self.url = url
         self.owner = owner
         self.count = count
         self.created: list[str] = []
@@ -28,7 +30,7 @@ class Writers:
         self.seq = itertools.count()
 
     async def _run(self, n: int) -> None:
-        conn = await db(self.served)
+        conn = await asyncpg.connect(self.url)
         try:
             rng = random.Random(n)
             mine: list[str] = []
@@ -54,7 +56,7 @@ class Writers:
         """Stop, then commit a marker project: every earlier change precedes it."""
         self.stop.set()
         await asyncio.gather(*self.tasks)
-        conn = await db(self.served)
+        conn = await asyncpg.connect(self.url)
         try:
             return await insert_project(conn, self.owner, "marker")
         finally:
@@ -92,7 +94,7 @@ def check_exactly_once(
 
 
 async def test_subscribing_while_four_writers_commit_sees_every_change_exactly_once(server, user):
-    writers = Writers(server, user.account_id)
+    writers = Writers(server.services.database_url, user.account_id)
     writers.start()
     feeds = []
     sockets = contextlib.AsyncExitStack()
@@ -120,7 +122,7 @@ async def test_resume_returns_every_missed_change_once_including_a_late_commit(s
     await late.start()
     # Takes its log ids now, commits after everything below.
     late_pid = await insert_project(late_conn, user.account_id, "late")
-    writers = Writers(server, user.account_id)
+    writers = Writers(server.services.database_url, user.account_id)
     writers.start()
     await asyncio.sleep(0.2)
     async with ws_connect(server, user.key) as ws:
@@ -148,29 +150,36 @@ async def test_resume_returns_every_missed_change_once_including_a_late_commit(s
     assert state == await db_titles(server, user.account_id)
 
 
-async def test_resume_after_a_server_restart_returns_the_changes_made_while_down(settings):
+async def test_resume_after_a_server_restart_returns_every_change_made_while_down(settings):
     async with serve(settings) as first:
         user = await make_user(first)
         async with ws_connect(first, user.key) as ws:
             reader = FeedReader(ws)
             answer = await reader.subscribe(PROJECTS)
-            cursor = answer["cursor"]
-    conn = await asyncio.wait_for(__import__("asyncpg").connect(settings.database_url), 10)
-    try:
-        down = [await insert_project(conn, user.account_id, f"down-{i}") for i in range(3)]
-        await conn.execute("UPDATE projects SET title = 'changed' WHERE project_id = $1", down[0])
-    finally:
-        await conn.close()
+            initial = answer["result"]["projects"]
+            writers = Writers(settings.database_url, user.account_id)
+            writers.start()
+            late_conn = await asyncpg.connect(settings.database_url)
+            late = late_conn.transaction()
+            await late.start()
+            late_pid = await insert_project(late_conn, user.account_id, "late")
+            seen = [await reader.next() for _ in range(5)]
+    # The server is down; the writers go on, and the late transaction commits.
+    await asyncio.sleep(0.3)
+    await late.commit()
+    await late_conn.close()
+    marker = await writers.finish()
     async with serve(settings) as second:
         async with ws_connect(second, user.key) as ws:
             reader = FeedReader(ws)
-            answer = await reader.subscribe(PROJECTS, resume=cursor)
+            answer = await reader.subscribe(PROJECTS, resume=seen[-1]["cursor"])
             assert answer["result"] == {"resumed": True}
-            events = await reader.quiet(1.0)
-    assert [(e["action"], e["new_val"]["project_id"]) for e in events] == [
-        *[("insert", pid) for pid in down],
-        ("update", down[0]),
-    ]
+            rest = await reader.until(lambda e: e.get("new_val", {}).get("title") == "marker")
+            assert await reader.quiet(0.3) == []
+        final = await db_titles(second, user.account_id)
+    events = seen + rest
+    check_exactly_once(initial, events, {*writers.created, marker, late_pid})
+    assert apply({r["project_id"]: r["title"] for r in initial}, events) == final
 
 
 async def test_killing_the_listener_connection_loses_no_change(server, user):

@@ -140,7 +140,12 @@ async def test_random_users_and_queries_never_cross_the_rules(server):
                 return
             pid = data.draw(values["project_id"], label="project")
             roles = {(p, a): r for p, a, r in truth["members"]}
-            if op == "set_title":
+            if op == "rename":
+                target = data.draw(values["account_id"], label="target")
+                name = data.draw(values["name"], label="name")
+                allowed = target == me
+                message = {"query": {"accounts": {"account_id": target, "name": name}}}
+            elif op == "set_title":
                 title = data.draw(values["title"], label="title")
                 allowed = (pid, me) in roles
                 message = {"query": {"projects": {"project_id": pid, "title": title}}}
@@ -168,6 +173,11 @@ async def test_random_users_and_queries_never_cross_the_rules(server):
                 assert after == truth, "a refused write changed data"
             if op == "set_title" and allowed:
                 assert after["projects"][pid] == title
+            if op == "rename":
+                expected_names = dict(truth["names"])
+                if allowed:
+                    expected_names[me] = name
+                assert after["names"] == expected_names
             unchanged = {p: t for p, t in after["projects"].items() if p != pid}
             assert unchanged == {p: t for p, t in truth["projects"].items() if p != pid}
 
