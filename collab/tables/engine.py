@@ -356,6 +356,8 @@ class Tables:
             names=tuple(query.names),
             example=query.wire_example,
             send=conn.send,
+            owner=conn,
+            max_buffer=4 * self.settings.ws_send_queue,
         )
         if conn not in self._by_conn:
             self._by_conn[conn] = {}
@@ -369,14 +371,13 @@ class Tables:
         feed.dropped = True
         self.index.remove(feed)
         self._snapshot_feeds.discard(feed)
-        for feeds in self._by_conn.values():
-            if feeds.pop(feed.feed_id, None) is not None:
-                left = self._per_account.get(feed.account_id, 1) - 1
-                if left > 0:
-                    self._per_account[feed.account_id] = left
-                else:
-                    self._per_account.pop(feed.account_id, None)
-                break
+        feeds = self._by_conn.get(feed.owner)
+        if feeds is not None and feeds.pop(feed.feed_id, None) is not None:
+            left = self._per_account.get(feed.account_id, 1) - 1
+            if left > 0:
+                self._per_account[feed.account_id] = left
+            else:
+                self._per_account.pop(feed.account_id, None)
 
     def _drop_connection(self, conn: Any) -> None:
         for feed in list(self._by_conn.get(conn, {}).values()):
@@ -477,7 +478,7 @@ class Tables:
         changes = [self._change(r) for r in rows]
         for change in reversed(changes):
             mirror.unapply(change)
-        replay = dataclasses.replace(feed, buffer=[])
+        replay = dataclasses.replace(feed, buffer=[], owner=None)
         index = FeedIndex()
         index.add(replay)
         for change in changes:

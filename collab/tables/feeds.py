@@ -16,6 +16,7 @@ from typing import Any
 
 from collab.tables.schema import Schema, Table
 from collab.tables.state import Change, Mirror
+from collab.ws.connection import CLOSE_SLOW_CONSUMER
 
 # A prepared event: (pos, xid, body) where body is the JSON text after `{"feed":"…",`.
 Pending = tuple[int, int, str]
@@ -36,6 +37,8 @@ class Feed:
     snapshot: tuple[int, int, frozenset[int]] | None = None
     drop_snapshot_after_round: int | None = None
     dropped: bool = False
+    owner: Any = None  # the connection
+    max_buffer: int = 100_000
 
     def matches(self, row: dict[str, Any] | None) -> bool:
         if row is None:
@@ -54,6 +57,11 @@ class Feed:
 
     def deliver(self, pos: int, xid: int, body: str) -> None:
         if self.buffer is not None:
+            if len(self.buffer) >= self.max_buffer and self.owner is not None:
+                # Changes arrive faster than this client takes its backlog: treat it as
+                # a slow consumer, as its send queue would; it resumes from its cursor.
+                self.owner.close(CLOSE_SLOW_CONSUMER)
+                return
             self.buffer.append((pos, xid, body))
             return
         if self.in_snapshot(xid):
