@@ -356,7 +356,8 @@ async def run(args: argparse.Namespace) -> None:
                 server.kill()
     print()
     print(
-        "| subs | writes/s | events (expected) | p50 ms | p99 ms | max ms | server CPU % | server RSS MB | raw NOTIFY p50 / p99 ms |"
+        "| subs | writes/s | events (expected) | p50 ms | p99 ms | max ms | server CPU % "
+        "| server RSS MB | raw NOTIFY p50 / p99 ms | load avg |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:

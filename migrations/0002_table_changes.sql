@@ -102,6 +102,19 @@ BEGIN
     RETURN c.last_pos + numbered;
 END $$;
 
+-- One round trip for the listener: number what has committed, then read after `after`.
+-- The SELECT is a later statement, so it sees the numbering; the caller gets the rows
+-- only once the whole statement (numbering included) has committed.
+CREATE FUNCTION table_changes_read(after bigint, max_rows integer)
+RETURNS TABLE (pos bigint, xid bigint, tbl text, op "char", old jsonb, new jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM table_changes_sequence();
+    RETURN QUERY
+        SELECT c.pos, c.xid::text::bigint, c.tbl, c.op, c.old, c.new FROM table_changes c
+        WHERE c.pos > after ORDER BY c.pos LIMIT max_rows;
+END $$;
+
 CREATE TRIGGER accounts_changes AFTER INSERT OR UPDATE OR DELETE ON accounts
     FOR EACH ROW EXECUTE FUNCTION table_changes_capture('password_hash');
 CREATE TRIGGER projects_changes AFTER INSERT OR UPDATE OR DELETE ON projects

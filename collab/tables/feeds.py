@@ -2,8 +2,9 @@
 
 Feeds are indexed by table and by account; a change reaches only the accounts its row
 is visible to (the row's account, or the members of the row's project from the
-mirror), and of those only the feeds whose example matches. Each event body is
-serialized once per distinct field set, not once per feed.
+mirror). An account's feeds are grouped by (fields, example) and keyed by the row key
+their example fixes, so a change is matched once per group that can match it, and
+each event body is serialized once per distinct field set, not once per feed.
 """
 
 from __future__ import annotations
@@ -39,11 +40,6 @@ class Feed:
     dropped: bool = False
     owner: Any = None  # the connection
     max_buffer: int = 100_000
-
-    def matches(self, row: dict[str, Any] | None) -> bool:
-        if row is None:
-            return False
-        return all(row.get(k) == v for k, v in self.example.items())
 
     def in_snapshot(self, xid: int) -> bool:
         snap = self.snapshot

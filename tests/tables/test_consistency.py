@@ -230,11 +230,11 @@ async def test_a_cursor_older_than_the_trimmed_log_is_refused_with_cursor_expire
     async with serve(tight) as server:
         user = await make_user(server)
         tables = server.services.extra["tables"]
-        async with ws_connect(server, user.key) as ws:
+        async with ws_connect(server, user.key) as ws, ws_connect(server, user.key) as writer:
             reader = FeedReader(ws)
             answer = await reader.subscribe(PROJECTS)
             cursor = answer["cursor"]
-            await ws.request({"query": {"projects": {"title": "x"}}})
+            await writer.request({"query": {"projects": {"title": "x"}}})
             await reader.next()
             await tables.wait_for_pos(await tables.current_pos())
             assert await tables.trim() > 0

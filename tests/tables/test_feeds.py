@@ -68,14 +68,18 @@ async def test_feed_filter_by_example_turns_updates_into_inserts_and_deletes(ser
 
 async def test_feed_never_sees_other_peoples_projects(server, user):
     other = await make_user(server)
-    async with ws_connect(server, user.key) as ws, ws_connect(server, other.key) as ws2:
+    async with (
+        ws_connect(server, user.key) as ws,
+        ws_connect(server, user.key) as writer,
+        ws_connect(server, other.key) as ws2,
+    ):
         feed = FeedReader(ws)
         await feed.subscribe(PROJECTS)
         users = FeedReader(ws)
         await users.subscribe({"project_users": [{"project_id": None, "account_id": None}]})
         theirs = await create_project(ws2, "theirs")
         await ws2.request({"query": {"projects": {"project_id": theirs, "title": "still theirs"}}})
-        mine = await create_project(ws, "mine")
+        mine = await create_project(writer, "mine")
         events = await feed.quiet(1.0)
         assert [e["new_val"]["project_id"] for e in events] == [mine]
         assert all(e["new_val"]["project_id"] == mine for e in events)
@@ -85,7 +89,13 @@ async def test_added_collaborator_gets_inserts_and_removed_one_gets_deletes_then
     server, user
 ):
     bob = await make_user(server, name="Bob")
-    async with ws_connect(server, user.key) as ws, ws_connect(server, bob.key) as bws:
+    async with (
+        ws_connect(server, user.key) as ws,
+        ws_connect(server, user.key) as alice_feeds,
+        ws_connect(server, bob.key) as bws,
+        ws_connect(server, bob.key) as bob_writes,
+    ):
+        # Requests skip the frames before their answer, so feeds get sockets of their own.
         pid = await create_project(ws, "shared")
         await create_project(ws, "private")
         projects = FeedReader(bws)
@@ -96,7 +106,7 @@ async def test_added_collaborator_gets_inserts_and_removed_one_gets_deletes_then
         )
         members = FeedReader(bws)
         await members.subscribe({"project_users": [{"project_id": None, "account_id": None}]})
-        alice_collabs = FeedReader(ws)
+        alice_collabs = FeedReader(alice_feeds)
         answer = await alice_collabs.subscribe(
             {"collaborators": [{"project_id": pid, "account_id": None, "name": None}]}
         )
@@ -119,7 +129,9 @@ async def test_added_collaborator_gets_inserts_and_removed_one_gets_deletes_then
         assert (event["action"], event["new_val"]["name"]) == ("insert", "Bob")
 
         # Bob renames himself: both see the collaborators row change.
-        await bws.request({"query": {"accounts": {"account_id": bob.account_id, "name": "Robert"}}})
+        await bob_writes.request(
+            {"query": {"accounts": {"account_id": bob.account_id, "name": "Robert"}}}
+        )
         event = await alice_collabs.next()
         assert event["action"] == "update"
         assert (event["old_val"]["name"], event["new_val"]["name"]) == ("Bob", "Robert")
@@ -148,14 +160,18 @@ async def test_added_collaborator_gets_inserts_and_removed_one_gets_deletes_then
 
 async def test_accounts_feed_sees_only_my_own_record(server, user):
     other = await make_user(server)
-    async with ws_connect(server, user.key) as ws, ws_connect(server, other.key) as ws2:
+    async with (
+        ws_connect(server, user.key) as ws,
+        ws_connect(server, user.key) as writer,
+        ws_connect(server, other.key) as ws2,
+    ):
         feed = FeedReader(ws)
         answer = await feed.subscribe({"accounts": [{"account_id": None, "name": None}]})
         assert answer["result"]["accounts"] == [
             {"account_id": user.account_id, "name": "Test User"}
         ]
         await ws2.request({"query": {"accounts": {"account_id": other.account_id, "name": "Z"}}})
-        await ws.request({"query": {"accounts": {"account_id": user.account_id, "name": "Me"}}})
+        await writer.request({"query": {"accounts": {"account_id": user.account_id, "name": "Me"}}})
         events = await feed.quiet(1.0)
         assert [e["new_val"]["name"] for e in events] == ["Me"]
 
