@@ -1,11 +1,15 @@
-"""The `collab` command: serve, migrate, user create."""
+"""The `collab` command: serve, migrate, backup, restore, user create."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
+import signal
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from collab.config import Settings, load_settings
@@ -19,6 +23,27 @@ def _settings(args: argparse.Namespace) -> Settings:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
     )
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after its graceful shutdown, which skips atexit (and so the
+        embedded PostgreSQL's clean stop); a shutdown we asked for exits 0 instead."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {
+                sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -41,7 +66,7 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
     server.run()
     return 0 if server.started else 1
 
@@ -97,6 +122,58 @@ def user_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def backup_cmd(args: argparse.Namespace) -> int:
+    from collab.backup import BackupError, backup
+
+    settings = _settings(args)
+    try:
+        url = asyncio.run(_with_database(settings))
+        backup(url, settings.projects_dir, Path(args.file))
+    except BackupError as err:
+        print(f"backup failed: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.file}")
+    return 0
+
+
+def restore_cmd(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from collab.app import resolve_database
+    from collab.backup import BackupError, restore
+    from collab.db import migrate
+
+    settings = _settings(args)
+
+    async def prepare() -> str:
+        url = await resolve_database(settings)
+        conn = await asyncpg.connect(url)
+        try:
+            has_accounts = await conn.fetchval("SELECT to_regclass('accounts') IS NOT NULL")
+            if (
+                has_accounts
+                and await conn.fetchval("SELECT count(*) FROM accounts")
+                and not args.yes
+            ):
+                raise BackupError(
+                    "the database holds accounts; pass --yes to replace everything in it"
+                )
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
+        return url
+
+    try:
+        url = asyncio.run(prepare())
+        restore(url, settings.projects_dir, Path(args.file))
+        asyncio.run(migrate.migrate(url))
+    except (BackupError, OSError) as err:
+        print(f"restore failed: {err}", file=sys.stderr)
+        return 1
+    print(f"restored {args.file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="collab", description="Real-time collaborative computing server"
@@ -117,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="apply pending database migrations")
     common(p)
     p.set_defaults(func=migrate_cmd)
+
+    p = sub.add_parser("backup", help="write the database and project files to one tar file")
+    common(p)
+    p.add_argument("file")
+    p.set_defaults(func=backup_cmd)
+
+    p = sub.add_parser("restore", help="replace the database and project files from a backup")
+    common(p)
+    p.add_argument("file")
+    p.add_argument("--yes", action="store_true", help="replace a database that holds accounts")
+    p.set_defaults(func=restore_cmd)
 
     p = sub.add_parser("user", help="manage accounts")
     user_sub = p.add_subparsers(dest="user_command", required=True)

@@ -120,7 +120,6 @@ async def serve(settings: Settings) -> AsyncIterator[Served]:
         app, host="127.0.0.1", port=0, log_config=None, lifespan="on", ws_max_size=64 * 1024 * 1024
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -207,3 +206,11 @@ async def ws_connect(
         served.ws + "/ws", additional_headers=headers, max_size=None, **kwargs
     ) as conn:
         yield WsClient(conn)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that touch the database are `integration` tests: .ci/run runs them a second
+    time against an external PostgreSQL."""
+    for item in items:
+        if "db_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)

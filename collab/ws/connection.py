@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_SLOW_CONSUMER = 4008
+CLOSE_TIMEOUT = 30.0
 
 CloseHook = Callable[[], Awaitable[None] | None]
 
@@ -34,6 +35,8 @@ class Connection:
         self._close_hooks: list[CloseHook] = []
         self.closed = asyncio.Event()
         self.close_code: int | None = None
+        self._client_gone = False
+        self._writer: asyncio.Task[None] | None = None
 
     def send(self, message: dict[str, Any] | str) -> bool:
         """Queue a message (a dict, or JSON already encoded). False if the client is gone.
@@ -56,11 +59,15 @@ class Connection:
         return True
 
     def close(self, code: int = 1000) -> None:
+        """Close from the server side; the writer sends the close frame after what is queued,
+        or at once when the client is too slow to take what is queued."""
         if self.closed.is_set():
             return
         self.close_code = code
         self.closed.set()
-        # Wake the writer even when the queue is full.
+        if code == CLOSE_SLOW_CONSUMER and self._writer is not None:
+            # The writer may be stuck behind a full socket; nothing queued will be sent.
+            self._writer.cancel()
         while True:
             try:
                 self._queue.put_nowait(None)
@@ -68,30 +75,40 @@ class Connection:
             except asyncio.QueueFull:
                 self._queue.get_nowait()
 
+    def disconnected(self, code: int) -> None:
+        """The client went away: nothing more can be sent."""
+        if self.close_code is None:
+            self.close_code = code
+        self._client_gone = True
+        self.close(code)
+
     def on_close(self, hook: CloseHook) -> None:
         self._close_hooks.append(hook)
 
-    async def run_writer(self) -> None:
+    def start_writer(self) -> asyncio.Task[None]:
+        self._writer = asyncio.create_task(self._run_writer())
+        return self._writer
+
+    async def _run_writer(self) -> None:
         try:
             while True:
                 text = await self._queue.get()
                 if text is None:
                     break
                 await self.websocket.send_text(text)
+        except asyncio.CancelledError:
+            pass
         except Exception:
-            # The socket went away under us; the reader sees the disconnect.
+            # The socket went away under us.
+            self._client_gone = True
             self.closed.set()
-        finally:
-            ws = self.websocket
-            if (
-                self.close_code is not None
-                and ws.application_state == WebSocketState.CONNECTED
-                and ws.client_state == WebSocketState.CONNECTED
-            ):
-                try:
-                    await self.websocket.close(self.close_code)
-                except Exception:
-                    pass
+        if self._client_gone or self.websocket.application_state != WebSocketState.CONNECTED:
+            return
+        try:
+            # Bounded: a client that never reads again does not hold this task forever.
+            await asyncio.wait_for(self.websocket.close(self.close_code or 1000), CLOSE_TIMEOUT)
+        except Exception:
+            pass
 
     async def run_close_hooks(self) -> None:
         for hook in self._close_hooks:

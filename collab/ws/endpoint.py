@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from collab.auth.identity import identify, origin_allowed
 from collab.errors import ApiError
@@ -82,13 +82,12 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         finally:
             in_flight.release()
 
-    writer = asyncio.create_task(conn.run_writer())
-    try:
-        while not conn.closed.is_set():
+    async def read_loop() -> None:
+        while True:
             frame = await websocket.receive()
             if frame["type"] == "websocket.disconnect":
-                conn.close_code = frame.get("code", 1000)
-                break
+                conn.disconnected(frame.get("code", 1000))
+                return
             text = frame.get("text")
             if text is None:
                 conn.send(
@@ -110,13 +109,18 @@ async def ws_endpoint(websocket: WebSocket) -> None:
             task = asyncio.create_task(run(msg_id, message))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-    except WebSocketDisconnect as exc:
-        conn.close_code = exc.code
+
+    writer = conn.start_writer()
+    reader = asyncio.create_task(read_loop())
+    closed = asyncio.create_task(conn.closed.wait())
+    try:
+        await asyncio.wait([reader, closed], return_when=asyncio.FIRST_COMPLETED)
+        if reader.done() and reader.exception() is not None:
+            conn.disconnected(1006)
     finally:
-        for task in list(tasks):
+        for task in [reader, closed, *tasks]:
             task.cancel()
-        if not conn.closed.is_set():
-            conn.close(conn.close_code or 1000)
+        conn.close(conn.close_code or 1000)
         await conn.run_close_hooks()
         await writer
         log.info(

@@ -1,0 +1,95 @@
+"""`collab backup` and `collab restore`: a server rebuilt from one file keeps accounts,
+projects and project files."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tarfile
+
+import asyncpg
+
+from collab.db import embedded
+from collab.projects.store import create_project
+from tests.conftest import make_user
+
+
+async def _cli(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "collab.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_backup_then_restore_into_an_empty_server_keeps_everything(
+    server, settings, pg_url, tmp_path
+) -> None:
+    user = await make_user(server, email="kept@example.com")
+    project_id = await create_project(
+        server.services.pool,
+        settings.projects_dir,
+        user_id := __import__("uuid").UUID(user.account_id),
+        "Kept",
+    )
+    (settings.projects_dir / str(project_id) / "notes.txt").write_text("homework")
+    archive = tmp_path / "backup.tar"
+    code, out = await _cli(
+        "backup",
+        str(archive),
+        "--database-url",
+        settings.database_url,
+        "--data-dir",
+        str(settings.data_dir),
+    )
+    assert code == 0, out
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "manifest.json" in names and "database.dump" in names
+    assert f"projects/{project_id}/notes.txt" in names
+
+    target_db = f"restore_target_{id(tmp_path)}"
+    admin = await asyncpg.connect(pg_url)
+    await admin.execute(f'CREATE DATABASE "{target_db}"')
+    try:
+        target_url = embedded.with_database(pg_url, target_db)
+        target_dir = tmp_path / "restored"
+        code, out = await _cli(
+            "restore", str(archive), "--database-url", target_url, "--data-dir", str(target_dir)
+        )
+        assert code == 0, out
+        conn = await asyncpg.connect(target_url)
+        try:
+            assert await conn.fetchval("SELECT email FROM accounts") == "kept@example.com"
+            row = await conn.fetchrow(
+                "SELECT title, account_id FROM projects JOIN project_users USING (project_id)"
+            )
+            assert row["title"] == "Kept" and row["account_id"] == user_id
+        finally:
+            await conn.close()
+        assert (target_dir / "projects" / str(project_id) / "notes.txt").read_text() == "homework"
+
+        # A second restore would wipe live accounts: refused without --yes.
+        code, out = await _cli(
+            "restore", str(archive), "--database-url", target_url, "--data-dir", str(target_dir)
+        )
+        assert code == 1 and "--yes" in out
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_restore_refuses_a_file_that_is_not_a_backup(settings, tmp_path) -> None:
+    bogus = tmp_path / "bogus.tar"
+    with tarfile.open(bogus, "w") as tar:
+        tar.add(__file__, arcname="something.py")
+    code, out = await _cli(
+        "restore",
+        str(bogus),
+        "--database-url",
+        settings.database_url,
+        "--data-dir",
+        str(tmp_path / "d"),
+    )
+    assert code == 1 and "not a collab backup" in out
