@@ -32,7 +32,8 @@ CHANNEL = "collab_table_changes"
 BATCH = 5000
 # A resume further behind than this is answered with cursor_expired: a fresh query is
 # cheaper than replaying, and the replay is held in memory.
-MAX_REPLAY = 100_000
+MAX_REPLAY = 50_000
+RESUME_CONCURRENCY = 4
 _TRIGGER_LOCK = 0x7461626C6573
 _feed_ids = itertools.count(1)
 
@@ -57,6 +58,7 @@ class Tables:
         self._change_hooks: dict[str, list[ChangeHook]] = {}
         self._set_hooks: dict[str, list[q.SetHook]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._resume_slots = asyncio.Semaphore(RESUME_CONCURRENCY)
         self._listener: asyncpg.Connection | None = None
         self.connected = asyncio.Event()
         # Read by operators and the benchmark: how the listener keeps up.
@@ -440,40 +442,48 @@ class Tables:
                 await self.wait_for_pos(pos, timeout=5)
             except TimeoutError:
                 raise ApiError("bad_cursor", "`resume` is ahead of the change log") from None
-        feed = self._register(conn, query)
-        registered_at = self.pos
-        mirror = self.mirror.copy()
-        tables = ["project_users", "accounts", query.table.physical]
-        try:
-            async with (
-                self.pool.acquire() as db,
-                db.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                trimmed = await db.fetchval("SELECT trimmed_through FROM table_changes_counter")
-                if pos < trimmed or registered_at - pos > MAX_REPLAY:
-                    raise ApiError(
-                        "cursor_expired",
-                        "the change log no longer reaches this cursor; query again",
+        # Few resumes at a time: each holds a copy of the mirror and the missed changes.
+        async with self._resume_slots:
+            feed = self._register(conn, query)
+            registered_at = self.pos
+            mirror = self.mirror.copy()
+            tables = ["project_users", "accounts", query.table.physical]
+            try:
+                async with (
+                    self.pool.acquire() as db,
+                    db.transaction(isolation="repeatable_read", readonly=True),
+                ):
+                    trimmed = await db.fetchval("SELECT trimmed_through FROM table_changes_counter")
+                    if pos < trimmed or registered_at - pos > MAX_REPLAY:
+                        raise ApiError(
+                            "cursor_expired",
+                            "the change log no longer reaches this cursor; query again",
+                        )
+                    rows = await db.fetch(
+                        """SELECT pos, xid::text::bigint AS xid, tbl, op, old, new
+                           FROM table_changes WHERE pos > $1 AND pos <= $2 AND tbl = ANY($3)
+                           ORDER BY pos""",
+                        pos,
+                        registered_at,
+                        tables,
                     )
-                rows = await db.fetch(
-                    """SELECT pos, xid::text::bigint AS xid, tbl, op, old, new
-                       FROM table_changes WHERE pos > $1 AND pos <= $2 AND tbl = ANY($3)
-                       ORDER BY pos""",
-                    pos,
-                    registered_at,
-                    tables,
-                )
-        except BaseException:
-            self._drop(feed)
-            raise
-        changes = [self._change(r) for r in rows]
-        for change in reversed(changes):
-            mirror.unapply(change)
-        replay = dataclasses.replace(feed, buffer=[], owner=None)
-        index = FeedIndex()
-        index.add(replay)
-        for change in changes:
-            fan_out(change, mirror, index, self.schema)
+                changes = [self._change(r) for r in rows]
+                del rows
+                for n, change in enumerate(reversed(changes)):
+                    mirror.unapply(change)
+                    if n % 1000 == 999:
+                        await asyncio.sleep(0)  # the copy is ours; let the loop breathe
+                replay = dataclasses.replace(feed, buffer=[], owner=None)
+                index = FeedIndex()
+                index.add(replay)
+                for n, change in enumerate(changes):
+                    fan_out(change, mirror, index, self.schema)
+                    if n % 1000 == 999:
+                        await asyncio.sleep(0)
+            except BaseException:
+                self._drop(feed)
+                raise
+            del mirror, changes
         feed.buffer = (replay.buffer or []) + (feed.buffer or [])
         feed.snapshot = snapshot
         conn.send(
