@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import inspect
 import itertools
 import logging
@@ -68,7 +69,10 @@ class Tables:
             "round_max_ms": 0.0,
             "round_total_ms": 0.0,
             "read_total_ms": 0.0,
+            "gc_full_n": 0,
+            "gc_full_max_ms": 0.0,
         }
+        self._gc_started = 0.0
 
     # ---- the interface for other packages (docs/architecture-tables.md) ----
 
@@ -101,11 +105,28 @@ class Tables:
     async def start(self) -> None:
         await self._ensure_triggers()
         await self._load()
+        # The mirror lives as long as the process: keep its objects out of the cyclic
+        # collector, whose full passes over every tracked object are the longest pauses
+        # of a busy server (see "Latency" in docs/architecture-tables.md).
+        gc.collect()
+        gc.freeze()
+        gc.callbacks.append(self._gc_timer)
         self._spawn(self._listen())
         self._spawn(self._trim_loop())
         await asyncio.wait_for(self.connected.wait(), 30)
 
+    def _gc_timer(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif info.get("generation") == 2:
+            took = (time.perf_counter() - self._gc_started) * 1000
+            self.stats["gc_full_n"] += 1
+            self.stats["gc_full_max_ms"] = max(self.stats["gc_full_max_ms"], took)
+
     async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._gc_timer)
+        gc.unfreeze()  # what was kept for the process's lifetime may go now
         log.info("changefeed stats", extra={"event": "tables.stats", **self.stats})
         for task in list(self._tasks):
             task.cancel()
