@@ -128,11 +128,16 @@ class Tables:
             gc.callbacks.remove(self._gc_timer)
         gc.unfreeze()  # what was kept for the process's lifetime may go now
         log.info("changefeed stats", extra={"event": "tables.stats", **self.stats})
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        tasks = list(self._tasks)
+        for _ in range(3):
+            if not tasks:
+                break
+            for task in tasks:
+                task.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            tasks = list(pending)
+        if tasks:
+            log.error("changefeed tasks did not stop", extra={"event": "tables.stop_stuck"})
         if self._listener is not None and not self._listener.is_closed():
             await self._listener.close()
 
@@ -198,8 +203,11 @@ class Tables:
                 self.connected.set()
                 backoff = 0.1
                 while not lost.is_set():
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                    # cancellation that lands as the event fires, and stop() would hang.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.settings.tables_poll_seconds)
+                        async with asyncio.timeout(self.settings.tables_poll_seconds):
+                            await self._wake.wait()
                     self._wake.clear()
                     if lost.is_set():
                         break

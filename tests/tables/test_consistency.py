@@ -272,7 +272,8 @@ async def test_resume_replays_membership_changes_with_the_permissions_of_their_t
             assert (await projects.subscribe(PROJECTS, resume=p_cursor))["result"] == {
                 "resumed": True
             }
-            got = await projects.quiet(1.0)
+            got = [await projects.next() for _ in range(4)]
+            assert await projects.quiet(0.3) == []
             assert [(e["action"], (e.get("new_val") or e["old_val"])["title"]) for e in got] == [
                 ("insert", "x"),
                 ("update", "x2"),
@@ -284,7 +285,8 @@ async def test_resume_replays_membership_changes_with_the_permissions_of_their_t
                 {"collaborators": [{"project_id": None, "account_id": None, "name": None}]},
                 resume=c_cursor,
             )
-            got = await collabs.quiet(1.0)
+            got = [await collabs.next() for _ in range(7)]
+            assert await collabs.quiet(0.3) == []
             summary = [
                 (
                     e["action"],
