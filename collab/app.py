@@ -26,6 +26,7 @@ from collab.logs import RequestLog
 from collab.services import Services
 from collab.sync.component import ROUTE as SYNC_ROUTE
 from collab.sync.component import sync_component
+from collab.tables.component import tables_component
 from collab.terminals.calls import component as terminals_component
 from collab.ws.dispatch import Api
 from collab.ws.endpoint import ws_endpoint
@@ -33,13 +34,11 @@ from collab.ws.endpoint import ws_endpoint
 log = logging.getLogger(__name__)
 
 # A component is started after the database and the /ws registry exist, and stopped in
-# reverse order. Later packages (tables, sync, kernels) add themselves here.
+# reverse order: documents stop (and flush) before the table engine.
 Component = Callable[[Services, Api], AbstractAsyncContextManager[None]]
-COMPONENTS: list[Component] = []
-EXTRA_ROUTES: list[BaseRoute] = []
-COMPONENTS.append(sync_component)
-EXTRA_ROUTES.append(SYNC_ROUTE)
-# After the document rooms (when present), so they stop before the rooms close.
+COMPONENTS: list[Component] = [tables_component, sync_component]
+EXTRA_ROUTES: list[BaseRoute] = [SYNC_ROUTE]
+# After the document rooms, so kernels and terminals stop before the rooms close.
 COMPONENTS.append(kernels_component)
 COMPONENTS.append(terminals_component)
 

@@ -66,6 +66,16 @@ class Settings:
     sync_history_seconds: int = 5
     sync_compact_rows: int = 1000
     sync_awareness_timeout_ms: int = 30000
+    # Table changefeeds (docs/operations-tables.md). None: the schema/ folder of the source.
+    tables_schema_dir: Path | None = None
+    tables_max_feeds_per_connection: int = 200
+    tables_max_feeds_per_account: int = 1000
+    tables_max_result_rows: int = 10000
+    tables_poll_seconds: int = 2
+    tables_log_max_age: int = 7 * 24 * 3600
+    tables_log_max_rows: int = 1_000_000
+    tables_log_min_age: int = 600
+    tables_trim_interval: int = 60
 
     @property
     def projects_dir(self) -> Path:

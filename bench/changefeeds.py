@@ -1,0 +1,393 @@
+"""Changefeed benchmark: commit-to-client latency of table feeds under load, with the raw
+asyncpg LISTEN/NOTIFY round trip on the same PostgreSQL as the baseline.
+
+One server process (`collab serve`, a child process so that its CPU and RSS are its
+own); N subscriptions spread over 1,000 WebSocket connections, each feed watching one
+project; a writer updating random projects at a fixed rate straight through SQL. Prints
+a table. Not a test: nothing here asserts on time.
+
+    .venv/bin/python bench/changefeeds.py                 # 1k and 10k subs, 100/500/1000 w/s
+    .venv/bin/python bench/changefeeds.py --subs 1000 --rates 100 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from collab.auth.tokens import ApiKeys  # noqa: E402
+from collab.db import embedded, migrate  # noqa: E402
+
+CONNECTIONS = 1000
+ACCOUNTS = 100
+WORKERS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def setup_database(base_url: str) -> str:
+    name = f"collab_bench_{os.getpid()}"
+    admin = await asyncpg.connect(base_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = embedded.with_database(base_url, name)
+    await migrate.migrate(url)
+    return url
+
+
+async def seed(url: str, projects: int) -> tuple[list[str], dict[str, list[str]]]:
+    """ACCOUNTS accounts with API keys; `projects` projects owned round-robin."""
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+    assert pool is not None
+    keys = ApiKeys(pool)
+    api_keys: list[str] = []
+    owned: dict[str, list[str]] = {}
+    members = []
+    for i in range(ACCOUNTS):
+        account_id = await pool.fetchval(
+            "INSERT INTO accounts (email, name, password_hash) VALUES ($1, $2, 'x') "
+            "RETURNING account_id",
+            f"bench{i}@example.com",
+            f"bench {i}",
+        )
+        key = (await keys.create(account_id, "bench"))["key"]
+        api_keys.append(key)
+        owned[key] = []
+        for _ in range(i, projects, ACCOUNTS):
+            pid = await pool.fetchval(
+                "INSERT INTO projects (title) VALUES ('0') RETURNING project_id"
+            )
+            owned[key].append(str(pid))
+            members.append((pid, account_id))
+    await pool.executemany(
+        "INSERT INTO project_users (project_id, account_id, role) VALUES ($1, $2, 'owner')", members
+    )
+    await pool.close()
+    return api_keys, owned
+
+
+def start_server(
+    url: str, port: int, data_dir: Path, log_file: str | None
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "COLLAB_DATABASE_URL": url,
+        "COLLAB_PORT": str(port),
+        "COLLAB_DATA_DIR": str(data_dir),
+        "COLLAB_SECRET": "bench",
+        "COLLAB_LOG_LEVEL": "info" if log_file else "warning",
+        "COLLAB_TABLES_MAX_FEEDS_PER_ACCOUNT": "100000",
+        "COLLAB_TABLES_MAX_FEEDS_PER_CONNECTION": "1000",
+        "COLLAB_WS_SEND_QUEUE": "100000",
+    }
+    exe = Path(sys.executable).parent / "collab"
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    return subprocess.Popen([str(exe), "serve"], env=env, stdout=out, stderr=out)
+
+
+async def wait_ready(port: int) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(300):
+            try:
+                r = await client.get(f"http://127.0.0.1:{port}/healthz")
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def subscriber_main(
+    port: int, keys: list[str], owned: dict[str, list[str]], conns: range, per_conn: int, pipe: Any
+) -> None:
+    """A child process holding some of the connections, so that the client side gets
+    its own CPU instead of sharing the writer's event loop. Commands over `pipe`:
+    "collect" -> send {title: [receive times]} and clear."""
+    asyncio.run(_subscriber(port, keys, owned, conns, per_conn, pipe))
+
+
+async def _subscriber(
+    port: int, keys: list[str], owned: dict[str, list[str]], conns: range, per_conn: int, pipe: Any
+) -> None:
+    received: dict[str, list[float]] = {}
+    sem = asyncio.Semaphore(50)
+    sockets = []
+
+    async def read(ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for text in ws:
+                now = time.time()
+                title = json.loads(text).get("new_val", {}).get("title")
+                if title:
+                    received.setdefault(title, []).append(now)
+
+    async def one(i: int) -> None:
+        key = keys[i % ACCOUNTS]
+        async with sem:
+            ws = await websockets.connect(
+                f"ws://127.0.0.1:{port}/ws",
+                additional_headers={"Authorization": f"Bearer {key}"},
+                max_size=None,
+            )
+            mine = owned[key]
+            start = (i // ACCOUNTS) * per_conn
+            for n in range(per_conn):
+                pid = mine[(start + n) % len(mine)]
+                query = {"projects": [{"project_id": pid, "title": None}]}
+                await ws.send(json.dumps({"id": n, "query": query, "changes": True}))
+                while True:
+                    answer = json.loads(await ws.recv())
+                    if answer.get("id") == n:
+                        assert "feed" in answer, answer
+                        break
+        sockets.append(ws)
+
+    await asyncio.gather(*(one(i) for i in conns))
+    readers = [asyncio.create_task(read(ws)) for ws in sockets]
+    loop = asyncio.get_running_loop()
+    pipe.send("ready")
+    while True:
+        command = await loop.run_in_executor(None, pipe.recv)
+        if command == "collect":
+            pipe.send(received)
+            received = {}
+        else:
+            break
+    for ws in sockets:
+        await ws.close()
+    for task in readers:
+        task.cancel()
+
+
+class Subscribers:
+    """CONNECTIONS WebSockets over WORKERS child processes."""
+
+    def __init__(self) -> None:
+        self.pipes: list[Any] = []
+        self.procs: list[Any] = []
+
+    async def open(
+        self, port: int, api_keys: list[str], owned: dict[str, list[str]], subs: int
+    ) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        per_conn = max(1, subs // CONNECTIONS)
+        for w in range(WORKERS):
+            mine, theirs = ctx.Pipe()
+            conns = range(w, CONNECTIONS, WORKERS)
+            proc = ctx.Process(
+                target=subscriber_main, args=(port, api_keys, owned, conns, per_conn, theirs)
+            )
+            proc.start()
+            self.pipes.append(mine)
+            self.procs.append(proc)
+        loop = asyncio.get_running_loop()
+        for pipe in self.pipes:
+            assert await loop.run_in_executor(None, pipe.recv) == "ready"
+
+    async def collect(self) -> dict[str, list[float]]:
+        loop = asyncio.get_running_loop()
+        merged: dict[str, list[float]] = {}
+        for pipe in self.pipes:
+            pipe.send("collect")
+            part = await loop.run_in_executor(None, pipe.recv)
+            for title, times in part.items():
+                merged.setdefault(title, []).extend(times)
+        return merged
+
+    async def close(self) -> None:
+        for pipe in self.pipes:
+            pipe.send("stop")
+        for proc in self.procs:
+            await asyncio.get_running_loop().run_in_executor(None, proc.join, 20)
+
+
+async def write_load(url: str, projects: list[str], rate: int, seconds: float) -> dict[str, float]:
+    """Update random projects at `rate` per second; return title -> commit time."""
+    committed: dict[str, float] = {}
+    pool = await asyncpg.create_pool(url, min_size=8, max_size=8)
+    assert pool is not None
+    seq = iter(range(10**9))
+
+    async def one(title: str, pid: str) -> None:
+        await pool.execute("UPDATE projects SET title = $1 WHERE project_id = $2", title, pid)
+        committed[title] = time.time()
+
+    tasks = []
+    start = time.perf_counter()
+    total = int(rate * seconds)
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        title = f"t{next(seq)}-{rate}"
+        tasks.append(asyncio.create_task(one(title, random.choice(projects))))
+    await asyncio.gather(*tasks)
+    await pool.close()
+    return committed
+
+
+async def baseline(url: str, rate: int, seconds: float) -> list[float]:
+    """Raw asyncpg: NOTIFY from one connection, LISTEN on another; round trip in ms."""
+    listener = await asyncpg.connect(url)
+    sender = await asyncpg.connect(url)
+    got: dict[str, float] = {}
+    await listener.add_listener(
+        "bench_baseline", lambda *a: got.__setitem__(a[3], time.perf_counter())
+    )
+    sent: dict[str, float] = {}
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = time.perf_counter()
+        await sender.execute(f"NOTIFY bench_baseline, '{i}'")
+        sent[str(i)] = t
+    await asyncio.sleep(0.5)
+    await listener.close()
+    await sender.close()
+    return [(got[k] - sent[k]) * 1000 for k in sent if k in got]
+
+
+async def run(args: argparse.Namespace) -> None:
+    base = os.environ.get("COLLAB_BENCH_DATABASE_URL")
+    tmp = Path(tempfile.mkdtemp(prefix="collab-bench-"))
+    if not base:
+        base = embedded.start(tmp / "pgdata", delete_on_exit=True)
+    rows = []
+    for subs in args.subs:
+        url = await setup_database(base)
+        projects = max(1, subs // 10)
+        api_keys, owned = await seed(url, projects)
+        all_projects = [p for ps in owned.values() for p in ps]
+        port = free_port()
+        server = start_server(url, port, tmp / f"data-{subs}", args.server_log)
+        proc = psutil.Process(server.pid)
+        try:
+            await wait_ready(port)
+            subscribers = Subscribers()
+            await subscribers.open(port, api_keys, owned, subs)
+            await asyncio.sleep(1)
+            for rate in args.rates:
+                await subscribers.collect()
+                cpu0 = proc.cpu_times()
+                workers = [psutil.Process(p.pid) for p in subscribers.procs]
+                wcpu0 = sum(w.cpu_times().user + w.cpu_times().system for w in workers)
+                me = psutil.Process()
+                mcpu0 = me.cpu_times().user + me.cpu_times().system
+                t0 = time.perf_counter()
+                committed = await write_load(url, all_projects, rate, args.seconds)
+                await asyncio.sleep(2)
+                wall = time.perf_counter() - t0
+                cpu1 = proc.cpu_times()
+                wcpu = sum(w.cpu_times().user + w.cpu_times().system for w in workers) - wcpu0
+                mcpu = me.cpu_times().user + me.cpu_times().system - mcpu0
+                print(
+                    f"  client CPU: subscribers {100 * wcpu / wall:.0f}%, "
+                    f"writer {100 * mcpu / wall:.0f}%, load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+                received = await subscribers.collect()
+                latencies = [
+                    (t - committed[title]) * 1000
+                    for title, times in received.items()
+                    if title in committed
+                    for t in times
+                ]
+                expected = sum(1 for _ in committed) * max(1, subs // projects)
+                raw = await baseline(url, rate, min(args.seconds, 3))
+                rows.append(
+                    {
+                        "subs": subs,
+                        "rate": rate,
+                        "events": len(latencies),
+                        "expected": expected,
+                        "p50": pct(latencies, 0.5),
+                        "p99": pct(latencies, 0.99),
+                        "max": max(latencies) if latencies else float("nan"),
+                        "cpu": 100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
+                        "rss": proc.memory_info().rss / 2**20,
+                        "raw_p50": pct(raw, 0.5),
+                        "raw_p99": pct(raw, 0.99),
+                        "load": os.getloadavg()[0],
+                    }
+                )
+                print_row(rows[-1], header=len(rows) == 1)
+            await subscribers.close()
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    print()
+    print(
+        "| subs | writes/s | events (expected) | p50 ms | p99 ms | max ms | server CPU % "
+        "| server RSS MB | raw NOTIFY p50 / p99 ms | load avg |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['subs']} | {r['rate']} | {r['events']} ({r['expected']}) | {r['p50']:.1f} | "
+            f"{r['p99']:.1f} | {r['max']:.1f} | {r['cpu']:.0f} | {r['rss']:.0f} | "
+            f"{r['raw_p50']:.2f} / {r['raw_p99']:.2f} | {r['load']:.1f} |"
+        )
+
+
+def print_row(r: dict[str, Any], header: bool) -> None:
+    if header:
+        print(
+            f"{'subs':>6} {'w/s':>5} {'events':>8} {'p50':>7} {'p99':>7} {'max':>7} {'cpu%':>5} {'rssMB':>6} {'raw50':>6}"
+        )
+    print(
+        f"{r['subs']:>6} {r['rate']:>5} {r['events']:>8} {r['p50']:>7.1f} {r['p99']:>7.1f} "
+        f"{r['max']:>7.1f} {r['cpu']:>5.0f} {r['rss']:>6.0f} {r['raw_p50']:>6.2f}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subs", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--rates", type=int, nargs="+", default=[100, 500, 1000])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--server-log", help="append the server's info log to this file")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
