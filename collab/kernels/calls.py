@@ -121,11 +121,11 @@ CALLS = {
 
 @contextlib.asynccontextmanager
 async def component(services: Services, api: Api) -> AsyncIterator[None]:
-    kernels = Kernels(services.settings, lambda: services.extra.get("rooms"))
+    kernels = Kernels(services.settings, lambda: services.extra.get("rooms"), pool=services.pool)
     services.extra["kernels"] = kernels
     for name, handler in CALLS.items():
         api.register_call(name, handler)
-    kernels.start()
+    await kernels.start()
     try:
         yield
     finally:

@@ -39,9 +39,15 @@ class Kernels:
         settings: Settings,
         rooms: Callable[[], Any],
         make_backend: Callable[[str, Path], Backend] | None = None,
+        pool: Any = None,
     ) -> None:
         self.settings = settings
         self._rooms = rooms
+        # The `kernels` table (migrations/0004, schema/kernels.toml): status changes are
+        # written in order by one task, and its changefeed tells every member.
+        self._pool = pool
+        self._statuses: asyncio.Queue[tuple[UUID, str, str, str] | None] = asyncio.Queue()
+        self._status_writer: asyncio.Task[None] | None = None
         self._make_backend = make_backend or self._default_backend
         self._sessions: dict[Key, tuple[KernelSession, Any]] = {}
         # Per project: opening one notebook's room (a database load) does not hold up
@@ -59,7 +65,13 @@ class Kernels:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        if self._pool is not None:
+            # Kernels do not outlive the server: rows a previous run left live are stale.
+            await self._pool.execute(
+                "UPDATE kernels SET status = 'stopped', updated = now() WHERE status <> 'stopped'"
+            )
+            self._status_writer = asyncio.create_task(self._write_statuses(), name="kernel-status")
         self._culler = asyncio.create_task(self._cull_loop(), name="kernel-culler")
 
     async def close(self) -> None:
@@ -69,6 +81,26 @@ class Kernels:
                 await self._culler
         for key in list(self._sessions):
             await self.shutdown(*key)
+        if self._status_writer is not None:
+            self._statuses.put_nowait(None)  # written after every status queued before it
+            await self._status_writer
+
+    def _status_changed(self, project_id: UUID, path: str, session: KernelSession) -> None:
+        if self._pool is not None:
+            self._statuses.put_nowait((project_id, path, session.status, session.kernel_name))
+
+    async def _write_statuses(self) -> None:
+        while (item := await self._statuses.get()) is not None:
+            try:
+                await self._pool.execute(
+                    """INSERT INTO kernels (project_id, path, status, kernel_name)
+                       VALUES ($1, $2, $3, $4)
+                       ON CONFLICT (project_id, path) DO UPDATE
+                       SET status = $3, kernel_name = $4, updated = now()""",
+                    *item,
+                )
+            except Exception:
+                log.exception("recording a kernel status failed")
 
     # -- sessions --------------------------------------------------------------------
 
@@ -111,6 +143,7 @@ class Kernels:
                 max_output_bytes=s.kernel_max_output_bytes,
                 max_outputs=s.kernel_max_outputs,
                 flush_interval=s.kernel_flush_ms / 1000,
+                on_status=lambda session: self._status_changed(project_id, path, session),
             )
             session.start()
             self._sessions[(project_id, path)] = (session, room)

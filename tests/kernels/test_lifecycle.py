@@ -116,7 +116,9 @@ async def test_input_prompts_appear_in_the_document_and_passwords_are_never_stor
     assert b"hunter2" not in doc.get_update()
 
 
-async def test_a_million_line_print_is_capped_and_healthz_keeps_answering(server, user, rooms, project):
+async def test_a_million_line_print_is_capped_and_healthz_keeps_answering(
+    server, user, rooms, project
+):
     src = "for i in range(1_000_000): print(i)"
     doc = await put_notebook(rooms, project, "m.ipynb", notebook([("flood", src)]))
     async with ws_connect(server, user.key) as ws, server.client() as http:
