@@ -34,13 +34,16 @@ from collab.ws.endpoint import ws_endpoint
 log = logging.getLogger(__name__)
 
 # A component is started after the database and the /ws registry exist, and stopped in
-# reverse order: documents stop (and flush) before the table engine.
+# reverse order: kernels and terminals stop before the document rooms close, and the
+# rooms flush before the table engine stops.
 Component = Callable[[Services, Api], AbstractAsyncContextManager[None]]
-COMPONENTS: list[Component] = [tables_component, sync_component]
+COMPONENTS: list[Component] = [
+    tables_component,
+    sync_component,
+    kernels_component,
+    terminals_component,
+]
 EXTRA_ROUTES: list[BaseRoute] = [SYNC_ROUTE]
-# After the document rooms, so kernels and terminals stop before the rooms close.
-COMPONENTS.append(kernels_component)
-COMPONENTS.append(terminals_component)
 
 
 def load_secret(settings: Settings) -> str:
