@@ -39,7 +39,7 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 10
     log_level: str = "info"
-    # Kernels (docs/operations-kernels.md).
+    # Kernels (docs/operations.md).
     kernel_default_name: str = "python3"
     kernel_max_output_bytes: int = 1024 * 1024
     kernel_max_outputs: int = 500
@@ -50,7 +50,7 @@ class Settings:
     kernels_per_project: int = 10
     kernel_gateway_url: str | None = None
     kernel_gateway_token: str | None = None
-    # Terminals (docs/operations-kernels.md).
+    # Terminals (docs/operations.md).
     terminal_shell: str = "/bin/bash"
     terminal_scrollback_bytes: int = 1024 * 1024
     terminal_rate_bytes: int = 256 * 1024
@@ -58,7 +58,7 @@ class Settings:
     terminals_per_project: int = 10
     # Documents (collab/sync): size cap, per-client send queue, unload delay, file mirror
     # debounce, history granularity, compaction threshold and presence timeout;
-    # docs/operations-sync.md.
+    # docs/operations.md.
     sync_max_document_bytes: int = 32 * 1024 * 1024
     sync_send_queue: int = 1024
     sync_unload_delay_ms: int = 5000
@@ -66,7 +66,7 @@ class Settings:
     sync_history_seconds: int = 5
     sync_compact_rows: int = 1000
     sync_awareness_timeout_ms: int = 30000
-    # Table changefeeds (docs/operations-tables.md). None: the schema/ folder of the source.
+    # Table changefeeds (docs/operations.md). None: the schema/ folder of the source.
     tables_schema_dir: Path | None = None
     tables_max_feeds_per_connection: int = 200
     tables_max_feeds_per_account: int = 1000

@@ -11,7 +11,7 @@ from pycrdt import Decoder, YMessageType, YSyncMessageType, write_var_uint
 QUERY_AWARENESS = 3  # y-websocket: "send me everyone's awareness"
 SYNC_STATUS = 8  # ours (Hocuspocus's number): how many of your updates are stored
 
-# Close codes, documented in docs/protocol-sync.md.
+# Close codes, documented in docs/protocol.md.
 CLOSE_GOING_AWAY = 1001
 CLOSE_BAD_PATH = 4400
 CLOSE_PROTOCOL = 4402

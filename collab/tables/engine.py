@@ -74,7 +74,7 @@ class Tables:
         }
         self._gc_started = 0.0
 
-    # ---- the interface for other packages (docs/architecture-tables.md) ----
+    # ---- the interface for other packages (docs/architecture.md) ----
 
     def on_change(self, table: str, hook: ChangeHook) -> None:
         """Call hook(change) for every committed change of physical `table`, in commit
@@ -107,7 +107,7 @@ class Tables:
         await self._load()
         # The mirror lives as long as the process: keep its objects out of the cyclic
         # collector, whose full passes over every tracked object are the longest pauses
-        # of a busy server (see "Latency" in docs/architecture-tables.md).
+        # of a busy server (see "Latency" in docs/architecture.md).
         gc.collect()
         gc.freeze()
         gc.callbacks.append(self._gc_timer)

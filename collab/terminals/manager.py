@@ -106,7 +106,7 @@ class Terminals:
         return terminal
 
     def _publish(self, terminal: Terminal) -> None:
-        """The terminal's state in its .term document (layout: docs/protocol-kernels.md)."""
+        """The terminal's state in its .term document (layout: docs/protocol.md)."""
         room = self._docs.get(terminal)
         if room is None:
             return

@@ -58,7 +58,7 @@ MALFORMED: list[tuple[str | bytes, str, object]] = [
     ('{"id": "s", "call": "ping", "args": true}', "bad_args", "s"),
     ('{"id": 18, "call": "ping", "args": ' + "[" * 40 + "]" * 40 + "}", "too_deep", 18),
     ('{"id": 19, "call": "ping", "args": ' + '{"a":' * 40 + "1" + "}" * 40 + "}", "too_deep", 19),
-    # Served by the tables component (docs/protocol-tables.md).
+    # Served by the tables component (docs/protocol.md).
     ('{"id": 20, "query": {}}', "bad_query", 20),
     ('{"id": 21, "cancel": "f-1"}', "unknown_feed", 21),
     ('{"id": 22, "cancel": null, "call": "ping"}', "bad_message", 22),
