@@ -531,8 +531,4 @@ class Tables:
 async def _room(conn: Any) -> None:
     """Wait while the connection's send queue is over half full, so that a long replay
     is paced by the client instead of closing it as a slow consumer."""
-    queue = getattr(conn, "_queue", None)
-    if queue is None or not queue.maxsize:
-        return
-    while queue.qsize() >= max(1, queue.maxsize // 2) and not conn.closed.is_set():  # noqa: ASYNC110
-        await asyncio.sleep(0.005)
+    await conn.wait_for_room()

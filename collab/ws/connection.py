@@ -58,6 +58,13 @@ class Connection:
             return False
         return True
 
+    async def wait_for_room(self) -> None:
+        """Wait while the send queue is over half full: long replays are paced by the
+        client instead of overflowing the queue and closing it as too slow."""
+        limit = max(1, self._queue.maxsize // 2)
+        while self._queue.qsize() >= limit and not self.closed.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
     def close(self, code: int = 1000) -> None:
         """Close from the server side; the writer sends the close frame after what is queued,
         or at once when the client is too slow to take what is queued."""
