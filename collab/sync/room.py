@@ -24,6 +24,7 @@ from pycrdt import (
     create_sync_message,
     create_update_message,
     handle_sync_message,
+    read_message,
 )
 
 from collab.sync.client import Client
@@ -31,6 +32,9 @@ from collab.sync.protocol import ProtocolError
 from collab.sync.store import UpdateStore
 
 log = logging.getLogger(__name__)
+
+# A Yjs update with no structs and an empty delete set.
+_EMPTY_UPDATE = b"\x00\x00"
 
 # Presence is relayed to everyone in the room: keep what one connection can make it carry small.
 MAX_PRESENCE_BYTES = 64 * 1024
@@ -81,6 +85,8 @@ class Room:
         self._author: UUID | None = None
         self._source: Client | None = None
         self._remote = False
+        # Set while a client's update is applied: apply_sync stores the bytes it sent.
+        self._client_update = False
         self._presence: dict[int, _Presence] = {}
         self._subscription: Subscription | None = None
         self.on_change: Callable[[], None] | None = None
@@ -107,7 +113,7 @@ class Room:
         try:
             update = event.update
             self.size += len(update)
-            if not self._remote:
+            if not self._remote and not self._client_update:
                 self.store.append(self.doc_id, update, self._author)
                 self.rows_written += 1
             message = create_update_message(update)
@@ -136,9 +142,11 @@ class Room:
         """A client's SYNC message; returns our step-2 answer to its step 1."""
         if body[0] != YSyncMessageType.SYNC_STEP1 and self.size + len(body) > self.max_bytes:
             raise DocumentTooLarge(f"a document is at most {self.max_bytes} bytes")
+        is_update = body[0] != YSyncMessageType.SYNC_STEP1
         self._author, self._source = client.account_id, client
+        self._client_update = is_update
         try:
-            return handle_sync_message(body, self.doc)
+            reply = handle_sync_message(body, self.doc)
         except ValueError as exc:
             raise ProtocolError(f"invalid update: {exc}") from None
         except BaseException as exc:
@@ -149,6 +157,16 @@ class Room:
             raise
         finally:
             self._author, self._source = None, None
+            self._client_update = False
+        if is_update:
+            # Store what the client sent, not what the document integrated: an update
+            # whose dependencies have not arrived waits inside the CRDT, unseen by the
+            # observer, yet it is acknowledged, so it must be in the log.
+            update = read_message(body[1:])
+            if update != _EMPTY_UPDATE:
+                self.store.append(self.doc_id, update, client.account_id)
+                self.rows_written += 1
+        return reply
 
     def apply_as(self, author: UUID | None, change: Callable[[], None]) -> None:
         """Run a server-side change attributed to `author` (history restore). `change`

@@ -130,3 +130,48 @@ async def test_shutdown_writes_files_and_flushes_the_log(settings, tmp_path):
         path = slow_mirror.projects_dir / str(project) / "last.txt"
         assert not path.exists() or path.read_text() != "written at shutdown"
     assert path.read_text() == "written at shutdown"
+
+
+async def test_an_acknowledged_update_waiting_for_its_dependency_survives_a_restart(
+    settings, tmp_path
+):
+    """An update whose dependency has not arrived is held inside the CRDT, not integrated;
+    it is acknowledged all the same, so it must be stored all the same."""
+    from pycrdt import Doc, Text, create_update_message
+
+    from collab.projects.store import create_project
+    from tests.conftest import make_user, serve
+    from tests.sync.yclient import connect
+
+    author = Doc()
+    text = author.get("source", type=Text)
+    text.insert(0, "first ")
+    first = author.get_update()
+    state = author.get_state()
+    text.insert(len(str(text)), "second")
+    second = author.get_update(state)  # depends on `first`
+
+    async with serve(settings) as server:
+        user = await make_user(server)
+        project = await create_project(
+            server.services.pool, settings.projects_dir, UUID(user.account_id)
+        )
+        async with connect(server, project, "held.txt", user.key) as a:
+            await asyncio.wait_for(a.synced.wait(), 10)
+            await a.wait_acked()
+            a.sent_updates += 1
+            await a.conn.send(create_update_message(second))
+            await a.wait_acked()
+            assert str(a.text) == ""  # held: its dependency is missing
+    async with (
+        serve(settings) as server,
+        connect(server, project, "held.txt", user.key) as reader,
+        connect(server, project, "held.txt", user.key) as b,
+    ):
+        await asyncio.wait_for(reader.synced.wait(), 10)
+        await asyncio.wait_for(b.synced.wait(), 10)
+        b.sent_updates += 1
+        await b.conn.send(create_update_message(first))
+        await b.wait_acked()
+        # The restarted server had the held update from its log: the dependency lets it in.
+        await until(lambda: str(reader.text) == "first second")
