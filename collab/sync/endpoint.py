@@ -82,7 +82,7 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
     client = Client(websocket, account.account_id, account.name, services.settings.sync_send_queue)
     client.on_close = lambda: room.remove(client)
     client.reader = asyncio.current_task()
-    writer = asyncio.create_task(client.run_writer())
+    writer = client.outbox.start()
     try:
         client.send(room.hello())
         await _converse(websocket, room, client, acks, services.settings.sync_max_document_bytes)
@@ -111,7 +111,7 @@ async def _converse(
         except WebSocketDisconnect:
             return
         if frame["type"] == "websocket.disconnect":
-            client.close_code = frame.get("code", 1000)
+            client.gone(frame.get("code", 1000))
             return
         data = frame.get("bytes")
         if data is None:

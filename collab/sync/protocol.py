@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from pycrdt import Decoder, YMessageType, YSyncMessageType, write_var_uint
 
+from collab.ws import outbox
+
 # Message types besides pycrdt's SYNC (0) and AWARENESS (1).
 QUERY_AWARENESS = 3  # y-websocket: "send me everyone's awareness"
 SYNC_STATUS = 8  # ours (Hocuspocus's number): how many of your updates are stored
@@ -18,7 +20,7 @@ CLOSE_PROTOCOL = 4402
 CLOSE_NO_ACCESS = 4404
 CLOSE_TOO_LARGE = 4413
 CLOSE_UNSUPPORTED_FILE = 4415
-CLOSE_SLOW_CONSUMER = 4008
+CLOSE_SLOW_CONSUMER = outbox.CLOSE_SLOW_CONSUMER
 CLOSE_INTERNAL = 1011
 
 

@@ -1,0 +1,107 @@
+"""Outbox: the bounded queue of messages on their way to one WebSocket client, and the
+task that writes them. Sending never blocks the sender; what to do with a client too slow
+to take its messages (close it with 4008) is its owner's call. /ws connections and
+document clients both send through one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.websockets import WebSocket, WebSocketState
+
+CLOSE_SLOW_CONSUMER = 4008
+# How long the close frame may wait behind a client that does not read.
+CLOSE_TIMEOUT = 30.0
+
+
+class Outbox:
+    def __init__(self, websocket: WebSocket, size: int) -> None:
+        self._websocket = websocket
+        self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(size)
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._client_gone = False
+        self._abandoned = False
+        self._writer: asyncio.Task[None] | None = None
+
+    def put(self, message: str | bytes) -> bool:
+        """Queue a message; False when closed or when the queue is full."""
+        if self.closed.is_set():
+            return False
+        try:
+            self._queue.put_nowait(message)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def wait_for_room(self) -> None:
+        """Wait while the queue is over half full, so that a long stream (a replay) is
+        paced by the client instead of overflowing."""
+        limit = max(1, self._queue.maxsize // 2)
+        while self._queue.qsize() >= limit and not self.closed.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close from the server side: the close frame follows what is queued, except for
+        a slow consumer, whose queue is dropped (the writer may be stuck behind a full
+        socket, and nothing queued would reach it anyway)."""
+        if self.closed.is_set():
+            return
+        self.close_code = code
+        self.close_reason = reason[:120]
+        self.closed.set()
+        if code == CLOSE_SLOW_CONSUMER and self._writer is not None:
+            if self._writer is not asyncio.current_task():
+                self._abandoned = True
+                self._writer.cancel()
+        while True:
+            try:
+                self._queue.put_nowait(None)
+                break
+            except asyncio.QueueFull:
+                self._queue.get_nowait()
+
+    def client_gone(self, code: int) -> None:
+        """The client went away: nothing more can be sent, no close frame is due."""
+        self._client_gone = True
+        self.close(self.close_code or code)
+
+    def start(self) -> asyncio.Task[None]:
+        self._writer = asyncio.create_task(self._run())
+        return self._writer
+
+    async def _run(self) -> None:
+        send_text, send_bytes = self._websocket.send_text, self._websocket.send_bytes
+        try:
+            while True:
+                message = await self._queue.get()
+                if message is None:
+                    break
+                if isinstance(message, bytes):
+                    await send_bytes(message)
+                else:
+                    await send_text(message)
+        except asyncio.CancelledError:
+            if not self._abandoned:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        except Exception:
+            # The socket went away under us.
+            self._client_gone = True
+            self.closed.set()
+        ws = self._websocket
+        if (
+            self._client_gone
+            or ws.application_state != WebSocketState.CONNECTED
+            or ws.client_state != WebSocketState.CONNECTED
+        ):
+            return
+        try:
+            await asyncio.wait_for(
+                ws.close(self.close_code or 1000, self.close_reason), CLOSE_TIMEOUT
+            )
+        except Exception:
+            pass
