@@ -18,5 +18,6 @@ ALTER TABLE projects
     ADD CONSTRAINT projects_state_check
         CHECK (state IN ('starting', 'running', 'stopping', 'stopped'));
 
--- The lifecycle loop looks for projects that are live or have a pending action.
-CREATE INDEX projects_live_idx ON projects (state) WHERE state <> 'stopped' OR action IS NOT NULL;
+-- The lifecycle checks look for live projects (by process) and pending actions.
+CREATE INDEX projects_live_idx ON projects (host) WHERE state <> 'stopped';
+CREATE INDEX projects_action_idx ON projects (project_id) WHERE action IS NOT NULL;

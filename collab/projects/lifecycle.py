@@ -24,8 +24,8 @@ from collab.errors import ApiError
 from collab.kernels.access import project_id_arg
 from collab.projects import store
 from collab.services import Services
-from collab.tables.state import Change
 from collab.tables.query import SetRequest
+from collab.tables.state import Change
 from collab.ws.connection import Connection
 from collab.ws.dispatch import Api
 
@@ -170,6 +170,8 @@ class Lifecycle:
     # -- acting on requests ------------------------------------------------------------
 
     def _lock(self, project_id: UUID) -> asyncio.Lock:
+        # Kept for the process's life (a few hundred bytes per project acted on): dropping
+        # a lock while a waiter is being handed it would let two actors run at once.
         return self._locks.setdefault(project_id, asyncio.Lock())
 
     async def act(self, project_id: UUID) -> None:
@@ -187,8 +189,6 @@ class Lifecycle:
                         await self._start(project_id)
                 finally:
                     self._acting.discard(project_id)
-        if not self._lock(project_id).locked():
-            self._locks.pop(project_id, None)
 
     async def _claim(self, project_id: UUID) -> tuple[str, str] | None:
         """Take the pending action and make the first transition in one transaction; a
@@ -259,9 +259,7 @@ class Lifecycle:
                 project_id, "starting", "stopped", _over_quota(used, quota), disk_used=used
             )
             return
-        await self._set(
-            project_id, "starting", "running", "", disk_used=used, last_active=_now()
-        )
+        await self._set(project_id, "starting", "running", "", disk_used=used, last_active=_now())
         log.info("project started", extra={"event": "project.started"})
 
     async def _stop(self, project_id: UUID, error: str) -> None:
@@ -323,8 +321,18 @@ class Lifecycle:
             project_id = project_id_arg(args)
         except ApiError:
             return  # the call itself answers with its own error
-        if await store.role(self.pool, project_id, conn.account.account_id) is None:
+        # One round trip in the common case: a member's call in a running project.
+        row = await self.pool.fetchrow(
+            """SELECT p.state, p.disk_used FROM projects p JOIN project_users pu USING (project_id)
+               WHERE p.project_id = $1 AND pu.account_id = $2 AND NOT p.deleted""",
+            project_id,
+            conn.account.account_id,
+        )
+        if row is None:
             return  # the call refuses non-members; they never start a project
+        quota = self.settings.project_disk_quota_bytes
+        if row["state"] == "running" and row["disk_used"] <= quota:
+            return
         await self.ensure_running(project_id)
 
     async def ensure_running(self, project_id: UUID) -> None:

@@ -131,3 +131,18 @@ async def test_executing_in_a_stopped_project_starts_it_and_stop_ends_kernels_an
         assert "terminal" in answer["result"], answer
         seen = await states_until(watcher, feed, project, "running")
         assert [s["state"] for s in seen] == ["starting", "running"]
+
+
+async def test_an_idle_project_stops_itself(settings, tmp_path):
+    from tests.conftest import serve
+
+    quick = settings.replace(project_idle_seconds=1, project_check_seconds=1)
+    async with serve(quick) as server:
+        user = await make_user(server)
+        project = await new_project(server, user)
+        async with ws_connect(server, user.key) as ws:
+            feed = await subscribe(ws)
+            await ws.request(_set(project, "start"))
+            await states_until(ws, feed, project, "running")
+            seen = await states_until(ws, feed, project, "stopped", timeout=30)
+        assert [s["state"] for s in seen] == ["stopping", "stopped"]
