@@ -4,6 +4,7 @@ project's kernels and terminals; bad requests and strangers are refused."""
 
 from __future__ import annotations
 
+import asyncio
 from uuid import UUID
 
 from tests.conftest import make_user, ws_connect
@@ -146,3 +147,36 @@ async def test_an_idle_project_stops_itself(settings, tmp_path):
             await states_until(ws, feed, project, "running")
             seen = await states_until(ws, feed, project, "stopped", timeout=30)
         assert [s["state"] for s in seen] == ["stopping", "stopped"]
+
+
+async def test_a_busy_kernel_keeps_an_idle_project_running(settings):
+    from tests.conftest import serve
+
+    quick = settings.replace(project_idle_seconds=1, project_check_seconds=1)
+    async with serve(quick) as server:
+        user = await make_user(server)
+        project = await new_project(server, user)
+        put_notebook(server, project, "n.ipynb", "import time\ntime.sleep(4)\nprint('done')")
+        pool = server.services.pool
+        async with ws_connect(server, user.key) as ws:
+            feed = await subscribe(ws)
+            args = {"project_id": str(project), "path": "n.ipynb", "cell_ids": ["c"]}
+            answer = await ws.call("kernel.execute", args)
+            assert answer["result"]["queued"] == ["c"], answer
+            session = server.services.extra["kernels"].get(project, "n.ipynb")
+
+            async def running_and_busy() -> bool:
+                return session.status == "busy"
+
+            await wait_until(running_and_busy, what="cell running")
+            # Checks for over twice the idle time pass while the cell runs; it stays up.
+            for _ in range(3):
+                await asyncio.sleep(0.8)
+                await server.services.extra["lifecycle"].check()
+                state = await pool.fetchval(
+                    "SELECT state FROM projects WHERE project_id = $1", project
+                )
+                assert state == "running"
+            seen = await states_until(ws, feed, project, "stopped", timeout=30)
+            assert [s["state"] for s in seen] == ["stopping", "stopped"]
+        assert session.status in ("stopped", "dead")
