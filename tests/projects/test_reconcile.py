@@ -3,7 +3,16 @@ it. Rows of a process that still holds its liveness lock are left alone."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+
 import asyncpg
+import httpx
+import websockets
 
 from collab.projects.lifecycle import ORPHANED, host_key
 from tests.conftest import make_user, serve, ws_connect
@@ -84,3 +93,73 @@ async def test_a_restarted_server_marks_projects_of_a_dead_process_stopped(setti
     finally:
         if not holder.is_closed():
             await holder.close()
+
+
+async def test_projects_of_a_killed_server_process_are_stopped_by_the_next_one(settings):
+    """A real `collab serve` process runs a project and is SIGKILLed; the next server
+    finds its lock gone and marks the project stopped."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")}
+    env["COLLAB_SECRET"] = "test-secret"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "collab.cli", "serve", "--data-dir", str(settings.data_dir)),
+        *("--database-url", str(settings.database_url), "--port", str(port)),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    db = await asyncpg.connect(settings.database_url)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            r = await client.post(
+                "/api/auth/signup", json={"email": "k@example.com", "password": "a long password"}
+            )
+            assert r.status_code == 201, r.text
+            key = (await client.post("/api/auth/keys", json={"name": "t"})).json()["key"]
+        async with websockets.connect(
+            f"ws://127.0.0.1:{port}/ws", additional_headers={"Authorization": f"Bearer {key}"}
+        ) as ws:
+            await ws.send('{"id": 1, "query": {"projects": {"title": "t", "action": "start"}}}')
+            project = json.loads(await ws.recv())["result"]["projects"]["project_id"]
+            for _ in range(300):
+                state = await db.fetchval(
+                    "SELECT state FROM projects WHERE project_id = $1::text::uuid", project
+                )
+                if state == "running":
+                    break
+                await asyncio.sleep(0.05)
+            assert state == "running"
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        assert (
+            await db.fetchval(
+                "SELECT state FROM projects WHERE project_id = $1::text::uuid", project
+            )
+            == "running"
+        )
+        async with serve(settings.replace(project_check_seconds=1)) as server:
+            for _ in range(100):
+                row = await server.services.pool.fetchrow(
+                    "SELECT state, state_error FROM projects WHERE project_id = $1::text::uuid",
+                    project,
+                )
+                if row["state"] == "stopped":
+                    break
+                await asyncio.sleep(0.1)
+            assert dict(row) == {"state": "stopped", "state_error": ORPHANED}
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await db.close()
