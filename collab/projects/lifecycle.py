@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 ACTIONS = ("start", "stop", "restart")
 LIVE = ("starting", "running", "stopping")
 ORPHANED = "the server process that ran this project ended"
+FAILED = "the server failed to change the project's state"
 # Calls that need a running project: they start a stopped one first (as CoCalc does).
 STARTING_CALLS = ("kernel.execute", "kernel.restart", "terminal.open")
 # How long a call waits for a start another process is carrying out.
@@ -187,6 +188,9 @@ class Lifecycle:
                         if action == "restart" and state == "running":
                             await self._set(project_id, "stopped", "starting", "")
                         await self._start(project_id)
+                except Exception:
+                    log.exception("a project transition failed", extra={"event": "project.failed"})
+                    await self._fail(project_id)
                 finally:
                     self._acting.discard(project_id)
 
@@ -269,6 +273,14 @@ class Lifecycle:
         finally:
             await self._set(project_id, "stopping", "stopped", error)
         log.info("project stopped", extra={"event": "project.stopped"})
+
+    async def _fail(self, project_id: UUID) -> None:
+        """A transition broke half way: never leave the project starting or stopping."""
+        with contextlib.suppress(Exception):
+            await self._shutdown_local(project_id)
+        for state in LIVE:
+            with contextlib.suppress(Exception):
+                await self._set(project_id, state, "stopped", FAILED)
 
     async def _stop_now(self, project_id: UUID, error: str) -> None:
         """Stop a project this process runs (idle, shutting down), whatever its state."""
@@ -382,6 +394,16 @@ class Lifecycle:
             await self._hold()
         await self.reconcile()
         await self.pending()
+        # A transition of ours that nobody is carrying out any more (its task failed
+        # before it could record so) is finished as a stop.
+        stuck = await self.pool.fetch(
+            """SELECT project_id FROM projects
+               WHERE state IN ('starting', 'stopping') AND host = $1""",
+            self.host,
+        )
+        for row in stuck:
+            if not self._lock(row["project_id"]).locked():
+                await self._stop_now(row["project_id"], FAILED)
         rows = await self.pool.fetch(
             """SELECT project_id, last_active, disk_used, state_error FROM projects
                WHERE state = 'running' AND host = $1""",

@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import websockets
 
-from collab.projects.lifecycle import ORPHANED, host_key
+from collab.projects.lifecycle import FAILED, ORPHANED, host_key
 from tests.conftest import make_user, serve, ws_connect
 from tests.projects.conftest import new_project, put_notebook, subscribe
 
@@ -163,3 +163,19 @@ async def test_projects_of_a_killed_server_process_are_stopped_by_the_next_one(s
             proc.kill()
             await proc.wait()
         await db.close()
+
+
+async def test_a_transition_nobody_carries_out_is_finished_as_a_stop(server, user):
+    project = await new_project(server, user)
+    lifecycle = server.services.extra["lifecycle"]
+    pool = server.services.pool
+    await pool.execute(
+        "UPDATE projects SET state = 'starting', host = $2 WHERE project_id = $1",
+        project,
+        lifecycle.host,
+    )
+    await lifecycle.check()
+    row = await pool.fetchrow(
+        "SELECT state, state_error, host FROM projects WHERE project_id = $1", project
+    )
+    assert dict(row) == {"state": "stopped", "state_error": FAILED, "host": None}
