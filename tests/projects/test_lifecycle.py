@@ -180,3 +180,32 @@ async def test_a_busy_kernel_keeps_an_idle_project_running(settings):
             seen = await states_until(ws, feed, project, "stopped", timeout=30)
             assert [s["state"] for s in seen] == ["stopping", "stopped"]
         assert session.status in ("stopped", "dead")
+
+
+async def test_document_edits_keep_an_idle_project_running(settings):
+    from tests.conftest import serve
+    from tests.sync.yclient import connect
+
+    quick = settings.replace(project_idle_seconds=2, project_check_seconds=1)
+    async with serve(quick) as server:
+        user = await make_user(server)
+        project = await new_project(server, user)
+        pool = server.services.pool
+        async with ws_connect(server, user.key) as ws:
+            feed = await subscribe(ws)
+            await ws.request(_set(project, "start"))
+            await states_until(ws, feed, project, "running")
+            async with connect(server, project, "notes.txt", user.key) as editor:
+                await asyncio.wait_for(editor.synced.wait(), 10)
+                # Edits for twice the idle time, with checks running all along.
+                for i in range(8):
+                    editor.text.insert(len(str(editor.text)), str(i))
+                    await editor.wait_acked()
+                    await asyncio.sleep(0.5)
+                    await server.services.extra["lifecycle"].check()
+                    state = await pool.fetchval(
+                        "SELECT state FROM projects WHERE project_id = $1", project
+                    )
+                    assert state == "running", i
+            seen = await states_until(ws, feed, project, "stopped", timeout=30)
+        assert [s["state"] for s in seen] == ["stopping", "stopped"]
