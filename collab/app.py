@@ -23,6 +23,7 @@ from collab.config import Settings
 from collab.db import embedded, migrate, pool
 from collab.kernels.calls import component as kernels_component
 from collab.logs import RequestLog
+from collab.projects.lifecycle import lifecycle_component
 from collab.services import Services
 from collab.sync.component import ROUTE as SYNC_ROUTE
 from collab.sync.component import sync_component
@@ -42,6 +43,7 @@ COMPONENTS: list[Component] = [
     sync_component,
     kernels_component,
     terminals_component,
+    lifecycle_component,
 ]
 EXTRA_ROUTES: list[BaseRoute] = [SYNC_ROUTE]
 

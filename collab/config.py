@@ -56,6 +56,10 @@ class Settings:
     terminal_rate_bytes: int = 256 * 1024
     terminal_idle_seconds: int = 3600
     terminals_per_project: int = 10
+    # Project lifecycle (docs/operations-lifecycle.md).
+    project_idle_seconds: int = 3600
+    project_disk_quota_bytes: int = 1024 * 1024 * 1024
+    project_check_seconds: int = 30
     # Documents (collab/sync): size cap, per-client send queue, unload delay, file mirror
     # debounce, history granularity, compaction threshold and presence timeout;
     # docs/operations.md.
