@@ -56,7 +56,7 @@ class Settings:
     terminal_rate_bytes: int = 256 * 1024
     terminal_idle_seconds: int = 3600
     terminals_per_project: int = 10
-    # Project lifecycle (docs/operations-lifecycle.md).
+    # Project lifecycle (docs/operations.md).
     project_idle_seconds: int = 3600
     project_disk_quota_bytes: int = 1024 * 1024 * 1024
     project_check_seconds: int = 30

@@ -1,7 +1,7 @@
 """Project lifecycle driven by the `projects` table: a member sets `action`, one server
 process claims it, acts and publishes `state` (starting → running → stopping → stopped)
 through the changefeed. Idle projects stop, disk quotas are checked, and projects left
-live by a server process that ended are marked stopped (docs/architecture-lifecycle.md)."""
+live by a server process that ended are marked stopped (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -326,7 +326,8 @@ class Lifecycle:
 
     def guard_calls(self, api: Api) -> None:
         for name in STARTING_CALLS:
-            _wrap_call(api, name, self._before_call)
+            if name in api.calls:
+                api.before_call(name, self._before_call)
 
     async def _before_call(self, conn: Connection, args: dict[str, Any]) -> None:
         try:
@@ -507,21 +508,6 @@ def _over_quota(used: int, quota: int) -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _wrap_call(api: Api, name: str, before: Callable[..., Awaitable[None]]) -> None:
-    # Api has no public way to put a step in front of another package's call; reaching
-    # into its registry keeps kernels and terminals unaware of the lifecycle.
-    handler = api._calls.get(name)
-    if handler is None:
-        return
-
-    async def guarded(conn: Connection, args: dict[str, Any]) -> Any:
-        if isinstance(args, dict):
-            await before(conn, args)
-        return await handler(conn, args)
-
-    api._calls[name] = guarded
 
 
 @contextlib.asynccontextmanager

@@ -50,6 +50,18 @@ class Api:
             raise ValueError(f"call {name!r} registered twice")
         self._calls[name] = handler
 
+    def before_call(self, name: str, step: CallHandler) -> None:
+        """Run `step(conn, args)` before the call `name` (which must be registered); it
+        may raise ApiError to refuse the call. Lets one package guard another's calls
+        (the project lifecycle starts a stopped project before a kernel runs)."""
+        handler = self._calls[name]
+
+        async def guarded(conn: Connection, args: dict[str, Any]) -> Any:
+            await step(conn, args)
+            return await handler(conn, args)
+
+        self._calls[name] = guarded
+
     def register_operation(self, name: str, handler: OperationHandler) -> None:
         if name not in OPERATIONS or name == "call":
             raise ValueError(f"unknown operation {name!r}")
