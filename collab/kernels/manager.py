@@ -50,6 +50,9 @@ class Kernels:
         self._status_writer: asyncio.Task[None] | None = None
         self._make_backend = make_backend or self._default_backend
         self._sessions: dict[Key, tuple[KernelSession, Any]] = {}
+        # Shutdowns under way: a second caller waits for the first instead of finding
+        # nothing to do and reporting the kernel gone while it is still stopping.
+        self._closing: dict[Key, asyncio.Future[None]] = {}
         # Per project: opening one notebook's room (a database load) does not hold up
         # other projects, and the per-project kernel count stays exact.
         self._locks: dict[UUID, asyncio.Lock] = {}
@@ -150,17 +153,34 @@ class Kernels:
             return session
 
     async def shutdown(self, project_id: UUID, path: str) -> bool:
-        entry = self._sessions.pop((project_id, path), None)
+        key = (project_id, path)
+        closing = self._closing.get(key)
+        if closing is not None:
+            await asyncio.shield(closing)
+            return True
+        entry = self._sessions.pop(key, None)
         if entry is None:
             return False
-        session, room = entry
+        task = asyncio.ensure_future(self._close(*entry))
+        self._closing[key] = task
+        task.add_done_callback(lambda _: self._closing.pop(key, None))
+        await asyncio.shield(task)
+        return True
+
+    async def shutdown_project(self, project_id: UUID) -> None:
+        """Shut down every kernel of a project, including shutdowns already under way."""
+        keys = {k for k in self._sessions if k[0] == project_id}
+        keys |= {k for k in self._closing if k[0] == project_id}
+        for key in keys:
+            await self.shutdown(*key)
+
+    async def _close(self, session: KernelSession, room: Any) -> None:
         try:
             await session.shutdown()
         finally:
             rooms = self._rooms()
             if rooms is not None:
                 await rooms.close(room)
-        return True
 
     # -- culling ---------------------------------------------------------------------
 

@@ -297,9 +297,7 @@ class Lifecycle:
     async def _shutdown_local(self, project_id: UUID) -> None:
         kernels = self.services.extra.get("kernels")
         if kernels is not None:
-            for pid, path, _ in kernels.sessions():
-                if pid == project_id:
-                    await kernels.shutdown(pid, path)
+            await kernels.shutdown_project(project_id)
         terminals = self.services.extra.get("terminals")
         if terminals is not None:
             for path in await self._terminal_paths(project_id):
