@@ -447,7 +447,7 @@ class Tables:
                 "cursor": feed.cursor(registered_at),
             }
         )
-        await feed.flush(lambda: _room(conn))
+        await feed.flush(conn.wait_for_room)
         self._forget_snapshot_later(feed)
         return NO_REPLY
 
@@ -523,12 +523,6 @@ class Tables:
                 "cursor": feed.cursor(pos),
             }
         )
-        await feed.flush(lambda: _room(conn))
+        await feed.flush(conn.wait_for_room)
         self._forget_snapshot_later(feed)
         return NO_REPLY
-
-
-async def _room(conn: Any) -> None:
-    """Wait while the connection's send queue is over half full, so that a long replay
-    is paced by the client instead of closing it as a slow consumer."""
-    await conn.wait_for_room()
