@@ -64,7 +64,13 @@ async def check_database(url: str) -> None:
 
     try:
         conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+    except (
+        OSError,
+        TimeoutError,
+        ValueError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+    ) as err:
         reason = str(err).strip() or err.__class__.__name__
         raise StartupError(
             f"cannot connect to the database at {redact(url)}: {reason}; check that "
