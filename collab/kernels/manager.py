@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from collab.config import Settings
+from collab.db.liveness import Liveness
 from collab.errors import ApiError
 from collab.kernels.backend import Backend, LocalBackend
 from collab.kernels.session import KernelSession
@@ -40,12 +41,16 @@ class Kernels:
         rooms: Callable[[], Any],
         make_backend: Callable[[str, Path], Backend] | None = None,
         pool: Any = None,
+        database_url: str | None = None,
     ) -> None:
         self.settings = settings
         self._rooms = rooms
         # The `kernels` table (migrations/0004, schema/kernels.toml): status changes are
         # written in order by one task, and its changefeed tells every member.
         self._pool = pool
+        # Rows carry this process's id (`host`), held live by an advisory lock, so that
+        # servers sharing the database mark stopped only the kernels of ended processes.
+        self._liveness = Liveness(database_url, "collab-kernel-host") if database_url else None
         self._statuses: asyncio.Queue[tuple[UUID, str, str, str] | None] = asyncio.Queue()
         self._status_writer: asyncio.Task[None] | None = None
         self._make_backend = make_backend or self._default_backend
@@ -70,10 +75,9 @@ class Kernels:
 
     async def start(self) -> None:
         if self._pool is not None:
-            # Kernels do not outlive the server: rows a previous run left live are stale.
-            await self._pool.execute(
-                "UPDATE kernels SET status = 'stopped', updated = now() WHERE status <> 'stopped'"
-            )
+            # Kernels do not outlive their process: rows that ended processes left live
+            # are stale; those of processes still running are not ours to touch.
+            await self.reconcile()
             self._status_writer = asyncio.create_task(self._write_statuses(), name="kernel-status")
         self._culler = asyncio.create_task(self._cull_loop(), name="kernel-culler")
 
@@ -87,20 +91,60 @@ class Kernels:
         if self._status_writer is not None:
             self._statuses.put_nowait(None)  # written after every status queued before it
             await self._status_writer
+        if self._liveness is not None:
+            await self._liveness.close()
+
+    @property
+    def host(self) -> str | None:
+        return self._liveness.host if self._liveness is not None else None
 
     def _status_changed(self, project_id: UUID, path: str, session: KernelSession) -> None:
         if self._pool is not None:
             self._statuses.put_nowait((project_id, path, session.status, session.kernel_name))
 
+    async def reconcile(self) -> int:
+        """Mark stopped the live rows of processes that ended (and rows no process owns);
+        return how many."""
+        if self._pool is None:
+            return 0
+        if self._liveness is not None and await self._liveness.hold():
+            # (Re)taken: while it was lost another process may have taken our kernels
+            # for dead and marked them stopped; say again what they are.
+            for project_id, path, session in self.sessions():
+                self._status_changed(project_id, path, session)
+        count = 0
+        async with self._pool.acquire() as conn:
+            hosts = await conn.fetch(
+                """SELECT DISTINCT host FROM kernels
+                   WHERE status <> 'stopped' AND host IS DISTINCT FROM $1""",
+                self.host,
+            )
+            for row in hosts:
+                host = row["host"]
+                if host is not None and (
+                    self._liveness is None or not await self._liveness.gone(conn, host)
+                ):
+                    continue
+                result = await conn.execute(
+                    """UPDATE kernels SET status = 'stopped', updated = now()
+                       WHERE status <> 'stopped' AND host IS NOT DISTINCT FROM $1""",
+                    host,
+                )
+                count += int(result.split()[-1])
+        if count:
+            log.info("reconciled kernels of ended processes", extra={"event": "kernel.reconciled"})
+        return count
+
     async def _write_statuses(self) -> None:
         while (item := await self._statuses.get()) is not None:
             try:
                 await self._pool.execute(
-                    """INSERT INTO kernels (project_id, path, status, kernel_name)
-                       VALUES ($1, $2, $3, $4)
+                    """INSERT INTO kernels (project_id, path, status, kernel_name, host)
+                       VALUES ($1, $2, $3, $4, $5)
                        ON CONFLICT (project_id, path) DO UPDATE
-                       SET status = $3, kernel_name = $4, updated = now()""",
+                       SET status = $3, kernel_name = $4, host = $5, updated = now()""",
                     *item,
+                    self.host,
                 )
             except Exception:
                 log.exception("recording a kernel status failed")
@@ -203,5 +247,6 @@ class Kernels:
             await asyncio.sleep(self.settings.kernel_cull_interval)
             try:
                 await self.cull()
+                await self.reconcile()
             except Exception:
                 log.exception("culling kernels failed")

@@ -259,6 +259,10 @@ def _view_row(table: Table, row: dict[str, Any] | None, names: Mapping[str, str]
     return out
 
 
+def _same(names: tuple[str, ...], old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return all(old.get(n) == new.get(n) for n in names)
+
+
 def _emit(
     feeds: AccountFeeds,
     change: Change,
@@ -270,6 +274,8 @@ def _emit(
     for group in feeds.candidates(old, new):
         om, nm = group.matches(old), group.matches(new)
         if om and nm:
+            if old is not None and new is not None and _same(group.names, old, new):
+                continue  # only fields this feed did not ask for changed
             action, n, o = "update", new, old
         elif nm:
             action, n, o = "insert", new, None

@@ -33,6 +33,12 @@ READ_SIZE = 16 * 1024
 FLUSH_INTERVAL = 0.02  # output is sent to viewers in batches at most this often
 
 
+def shell_status(returncode: int) -> int:
+    """An exit status as a shell reports it: 0…255, and 128 + N for a death by signal N
+    (subprocess gives -N, which docs/protocol.md does not allow)."""
+    return 128 - returncode if returncode < 0 else returncode & 0xFF
+
+
 def _become_controlling_tty() -> None:
     # Runs in the child after setsid(): the pty on stdin becomes its controlling
     # terminal, so job control and Ctrl-C work in the shell.
@@ -131,10 +137,11 @@ class Terminal:
         self._flush()
         if self._proc is not None:
             try:
-                self.exit_code = self._proc.wait(timeout=2)
+                code = self._proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
-                self.exit_code = self._proc.wait()
+                code = self._proc.wait()
+            self.exit_code = shell_status(code)
         self._broadcast({"terminal": self.id, "exit": self.exit_code})
         self._changed()
         if self._on_exit is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from collab.errors import ApiError
 from collab.services import Services
 from collab.ws.connection import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHENTICATED, Connection
 from collab.ws.dispatch import NO_REPLY, Api, Reply, parse_frame
+from collab.ws.ordering import Sequencer, after, order_key
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     settings = services.settings
     in_flight = asyncio.Semaphore(settings.ws_max_in_flight)
     tasks: set[asyncio.Task[None]] = set()
+    sequencer = Sequencer()
     started = time.monotonic()
     log.info(
         "ws connected",
@@ -62,8 +65,11 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         },
     )
 
-    async def run(msg_id: Any, message: dict[str, Any]) -> None:
+    async def run(
+        msg_id: Any, message: dict[str, Any], previous: asyncio.Task[None] | None
+    ) -> None:
         try:
+            await after(previous)
             result = await api.handle(conn, message)
             if isinstance(result, Reply):
                 conn.send({"id": msg_id, "result": result.result, **result.extra})
@@ -106,7 +112,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
                 conn.send({"id": None, "error": err.to_json()})
                 continue
             await in_flight.acquire()
-            task = asyncio.create_task(run(msg_id, message))
+            task = sequencer.spawn(order_key(message), functools.partial(run, msg_id, message))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 

@@ -93,3 +93,58 @@ async def test_restore_refuses_a_file_that_is_not_a_backup(settings, tmp_path) -
         str(tmp_path / "d"),
     )
     assert code == 1 and "not a collab backup" in out
+
+
+async def test_a_restored_server_keeps_sessions_valid_and_failed_sign_ins_forgotten(
+    settings, pg_url, tmp_path
+) -> None:
+    import stat
+
+    from collab.config import Settings
+    from tests.conftest import serve
+
+    settings = settings.replace(secret=None)  # generated into data_dir/secret, as by default
+    email, password = "locked@example.com", "correct horse battery"
+    async with serve(settings) as server:
+        user = await make_user(server, email=email)
+        async with server.client() as http:
+            for _ in range(settings.login_max_failures_per_account):
+                await http.post("/api/auth/login", json={"email": email, "password": "wrong"})
+            r = await http.post("/api/auth/login", json={"email": email, "password": password})
+            assert r.status_code == 429, r.text  # locked out on the old server
+    archive = tmp_path / "backup.tar"
+    code, out = await _cli(
+        "backup", str(archive), "--database-url", settings.database_url,
+        "--data-dir", str(settings.data_dir),
+    )  # fmt: skip
+    assert code == 0, out
+    # Secret material: the signing secret and password hashes, readable by the owner only.
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    with tarfile.open(archive) as tar:
+        assert "secret" in tar.getnames()
+
+    target_db = f"restore_secret_{id(tmp_path)}"
+    admin = await asyncpg.connect(pg_url)
+    await admin.execute(f'CREATE DATABASE "{target_db}"')
+    try:
+        target_url = embedded.with_database(pg_url, target_db)
+        target_dir = tmp_path / "restored"
+        code, out = await _cli(
+            "restore", str(archive), "--database-url", target_url, "--data-dir", str(target_dir)
+        )
+        assert code == 0, out
+        assert stat.S_IMODE((target_dir / "secret").stat().st_mode) == 0o600
+        restored = Settings(data_dir=target_dir, database_url=target_url)
+        async with serve(restored) as server, server.client() as http:
+            # The session cookie made on the old server is valid on the restored one...
+            http.cookies.set("collab_session", user.cookie)
+            r = await http.get("/api/auth/me")
+            http.cookies.clear()
+            assert r.status_code == 200, r.text
+            assert r.json()["email"] == email
+            # ...and the failed sign-ins did not come along: the account is not locked.
+            r = await http.post("/api/auth/login", json={"email": email, "password": password})
+            assert r.status_code == 200, r.text
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
+        await admin.close()

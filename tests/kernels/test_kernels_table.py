@@ -83,3 +83,64 @@ async def test_a_restarted_server_marks_kernels_it_no_longer_runs_stopped(
     async with serve(settings) as server:
         status = await server.services.pool.fetchval("SELECT status FROM kernels")
     assert status == "stopped"
+
+
+async def test_a_second_server_on_the_database_never_marks_a_live_kernel_stopped(settings):
+    """Two processes share the database: the second one's start (and its periodic
+    reconcile) leave the first one's running kernel as it is, and mark stopped only
+    rows of processes that have ended."""
+    from collab.projects import store
+    from tests.kernels.conftest import MemoryRooms
+
+    async with serve(settings) as first:
+        rooms = MemoryRooms()
+        first.services.extra["rooms"] = rooms
+        user = await make_user(first)
+        project = await store.create_project(
+            first.services.pool, settings.projects_dir, UUID(user.account_id)
+        )
+        doc = await put_notebook(rooms, project, "live.ipynb", notebook([("c", "print(7)")]))
+        async with ws_connect(first, user.key) as ws:
+            args = {"project_id": str(project), "path": "live.ipynb"}
+            await ws.call("kernel.execute", {**args, "cell_ids": ["c"]})
+            await wait_for(lambda: text_of(cells(doc)["c"]) == "7\n", what="ran")
+        pool = first.services.pool
+        await wait_for_status(pool, "live.ipynb", "idle")
+        # A row left by a process that has ended (nobody holds its lock).
+        await pool.execute(
+            "INSERT INTO kernels (project_id, path, status, host) VALUES ($1, 'dead.ipynb', 'busy', 'gone')",
+            project,
+        )
+        async with serve(settings) as second:
+            assert await pool.fetchval("SELECT status FROM kernels WHERE path = 'live.ipynb'") == (
+                "idle"
+            )
+            assert await pool.fetchval("SELECT status FROM kernels WHERE path = 'dead.ipynb'") == (
+                "stopped"
+            )
+            await second.services.extra["kernels"].reconcile()
+            assert await pool.fetchval("SELECT status FROM kernels WHERE path = 'live.ipynb'") == (
+                "idle"
+            )
+            # The first process's liveness connection goes (as when it dies): the second's
+            # next reconcile marks its kernel stopped.
+            kernels = first.services.extra["kernels"]
+            await kernels._liveness._holder.close()
+            assert await second.services.extra["kernels"].reconcile() == 1
+            assert await pool.fetchval("SELECT status FROM kernels WHERE path = 'live.ipynb'") == (
+                "stopped"
+            )
+            # ...and when the first process notices, it says again what its kernel is.
+            await kernels.reconcile()
+            await wait_for_status(pool, "live.ipynb", "idle")
+
+
+async def wait_for_status(pool: Any, path: str, status: str, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = await pool.fetchval("SELECT status FROM kernels WHERE path = $1", path)
+        if found == status:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{path}: status {found!r}, expected {status!r}")
+        await asyncio.sleep(0.05)
