@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from collab.projects.store import role
 from collab.services import Services
 from collab.sync import kinds, paths
+from collab.sync.awareness import PresenceTooLarge
 from collab.sync.client import Client
 from collab.sync.manager import RoomManager
 from collab.sync.protocol import (
@@ -126,7 +127,8 @@ async def _converse(
             log.info("bad document message", extra={"event": "sync.protocol_error"})
             client.close(CLOSE_PROTOCOL, str(exc))
             return
-        except DocumentTooLarge as exc:
+        except (DocumentTooLarge, PresenceTooLarge) as exc:
+            log.info("document message too large", extra={"event": "sync.too_large"})
             client.close(CLOSE_TOO_LARGE, str(exc))
             return
         except Exception:
