@@ -176,7 +176,11 @@ async def run_get(
     conn: asyncpg.Connection | asyncpg.Pool, q: Query, account_id: UUID, max_rows: int
 ) -> Any:
     sql, args = select_sql(q, account_id, max_rows)
-    rows = await conn.fetch(sql, *args)
+    try:
+        rows = await conn.fetch(sql, *args)
+    except asyncpg.DataError:
+        log.info("read refused by the database", exc_info=True)
+        raise ApiError("bad_value", "a value does not fit its field") from None
     if q.many and q.limit is None and len(rows) > max_rows:
         raise ApiError("too_many_rows", f"more than {max_rows} rows match; add a filter or a limit")
     out = [q.table.wire_row(r, q.names) for r in rows]
