@@ -110,8 +110,8 @@ def parse(schema: Schema, message: dict[str, Any], max_limit: int) -> Query:
         raise ApiError("bad_query", "changes, limit and order_by go with reads")
     if changes and not many:
         raise ApiError("bad_query", "`changes` needs a many-query: {table: [{...}]}")
-    if kind == "set" and not spec:
-        raise ApiError("bad_query", "a set names at least one field")
+    if not spec:
+        raise ApiError("bad_query", "a query names at least one field")
 
     limit = options.get("limit")
     if limit is not None and (
@@ -178,8 +178,11 @@ async def run_get(
     sql, args = select_sql(q, account_id, max_rows)
     try:
         rows = await conn.fetch(sql, *args)
-    except asyncpg.DataError:
-        log.info("read refused by the database", exc_info=True)
+    except asyncpg.DataError as exc:
+        log.info(
+            "read refused by the database",
+            extra={"event": "tables.bad_value", "error": str(exc)[:200]},
+        )
         raise ApiError("bad_value", "a value does not fit its field") from None
     if q.many and q.limit is None and len(rows) > max_rows:
         raise ApiError("too_many_rows", f"more than {max_rows} rows match; add a filter or a limit")
@@ -213,8 +216,11 @@ async def run_write(
             raise ApiError("conflict", "a row with this key exists") from None
         except (asyncpg.CheckViolationError, asyncpg.NotNullViolationError):
             raise ApiError("bad_value", "a value breaks a rule of the table") from None
-        except asyncpg.DataError:
-            log.info("write refused by the database", exc_info=True)
+        except asyncpg.DataError as exc:
+            log.info(
+                "write refused by the database",
+                extra={"event": "tables.bad_value", "error": str(exc)[:200]},
+            )
             raise ApiError("bad_value", "a value does not fit its field") from None
     result = {**request.key, **request.values}
     return {table.name: {k: table.fields[k].wire(v) for k, v in result.items()}}

@@ -5,8 +5,6 @@ integers past 64 bits, file names past NAME_MAX) get a client error code, never
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -17,34 +15,6 @@ from collab.projects.store import create_project
 from tests.conftest import ws_connect
 
 LONG_SEGMENT = "a" * 300
-
-
-class Faults(logging.Handler):
-    """Every log record at ERROR or above, or carrying a traceback, from any logger."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR or record.exc_info:
-            self.records.append(record)
-
-    def summary(self) -> list[str]:
-        return [
-            f"{r.name}: {r.getMessage()} {r.exc_info and r.exc_info[1]!r}" for r in self.records
-        ]
-
-
-@pytest.fixture
-def faults() -> Iterator[Faults]:
-    handler = Faults()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        root.removeHandler(handler)
 
 
 @pytest.fixture
