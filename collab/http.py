@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from collab.db.errors import database_unavailable, unavailable
 from collab.errors import ApiError, valid_unicode
 from collab.services import Services
 
@@ -77,7 +78,13 @@ def api(endpoint: Endpoint) -> Endpoint:
             return await endpoint(request)
         except ApiError as err:
             return error_response(err)
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                log.warning(
+                    "database unreachable",
+                    extra={"event": "http.unavailable", "path": request.url.path},
+                )
+                return error_response(unavailable())
             log.exception("request failed", extra={"event": "http.error", "path": request.url.path})
             return error_response(ApiError("internal", "internal server error", status=500))
 

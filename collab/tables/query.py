@@ -9,6 +9,7 @@ whose every client value is a bind parameter. Identifiers come only from schema/
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from uuid import UUID
 
 import asyncpg
 
+from collab.db.errors import database_unavailable, unavailable
 from collab.errors import ApiError
 from collab.projects.store import create_project
 from collab.tables.schema import Schema, Table
@@ -202,12 +204,26 @@ async def run_write(
     table = q.table
     async with pool.acquire() as conn:
         try:
-            async with conn.transaction():
+            tx = conn.transaction()
+            await tx.start()
+            try:
                 request = await (_delete if q.kind == "delete" else _set)(
                     conn, q, account_id, projects_dir
                 )
                 for hook in hooks:
                     await hook(conn, request)
+            except BaseException:
+                # On a dead connection the rollback fails too; the first error is the story.
+                with contextlib.suppress(Exception):
+                    await tx.rollback()
+                raise
+            try:
+                await tx.commit()
+            except Exception as exc:
+                if database_unavailable(exc):
+                    # The connection broke during COMMIT: the write may or may not be in.
+                    raise unavailable(outcome_unknown=True) from None
+                raise
         except ApiError:
             raise
         except asyncpg.ForeignKeyViolationError:
