@@ -96,11 +96,13 @@ async def test_database_outage_answers_unavailable_and_recovers(postgres, tmp_pa
                 client.set("projects", {"project_id": pid, "title": "after"})
             )
             rows = asyncio.create_task(client.get("projects", {"project_id": None, "title": None}))
+            feed = client.changes({"projects": [{"project_id": None, "title": None}]})
+            first = asyncio.create_task(anext(feed))
             # A call that changes something is not retried: the caller decides.
             with pytest.raises(ClientError) as refused:
                 await client.call("terminal.kill", {"project_id": pid, "path": "t.term"})
             assert refused.value.code == "unavailable"
-            assert not title.done() and not rows.done()
+            assert not title.done() and not rows.done() and not first.done()
 
             await asyncio.to_thread(postgres.start)
 
@@ -110,6 +112,12 @@ async def test_database_outage_answers_unavailable_and_recovers(postgres, tmp_pa
             assert await client.get("projects", {"project_id": pid, "title": None}) == [
                 {"project_id": pid, "title": "after"}
             ]
+
+            # A feed asked for during the outage starts once the database is back.
+            initial = await asyncio.wait_for(first, 60)
+            assert initial["action"] == "initial"
+            assert [r["project_id"] for r in initial["rows"]] == [pid]
+            await feed.aclose()
 
             # The connection that saw the outage works again.
             deadline = asyncio.get_running_loop().time() + 30
