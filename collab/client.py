@@ -6,6 +6,14 @@ its own and resumes from its last cursor, so no change is missed or seen twice.
         pid = (await c.set("projects", {"title": "Notes"}))["project_id"]
         async for event in c.changes({"projects": [{"project_id": None, "title": None}]}):
             print(event["action"], event.get("new_val"))
+
+While the server's database is unreachable it answers `unavailable`; the client retries
+with backoff (for `retry_seconds`) what is safe to repeat: reads (queries with a null
+leaf or a list, feeds, the read-only calls in READ_CALLS), and table writes (`set`,
+`delete`) that the server reports were not carried out. A write whose commit was cut off
+answers `unavailable` with `outcome: "unknown"` and is not retried
+(ClientError.outcome_unknown); nor are other calls (kernel.execute, terminal.*), whose
+effects may have begun: the caller decides.
 """
 
 from __future__ import annotations
@@ -22,18 +30,30 @@ import websockets
 
 log = logging.getLogger(__name__)
 
+# Calls that change nothing: retried like reads.
+READ_CALLS = frozenset({"ping", "doc.history", "doc.version", "kernel.status"})
+CLOSE_TRY_AGAIN = 1013  # the server could not reach its database when we connected
+
 
 class ClientError(Exception):
     """An error answer from the server, with its stable code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, outcome_unknown: bool = False) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        # `unavailable` for a write cut off while committing: it may or may not be in.
+        self.outcome_unknown = outcome_unknown
+
+    @classmethod
+    def from_answer(cls, error: dict[str, Any]) -> ClientError:
+        return cls(error["code"], error["message"], error.get("outcome") == "unknown")
 
 
 class Disconnected(ConnectionError):
-    pass
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Client:
@@ -45,12 +65,14 @@ class Client:
         reconnect_delay: float = 0.2,
         max_reconnect_delay: float = 10.0,
         timeout: float = 30.0,
+        retry_seconds: float = 60.0,
     ) -> None:
         self.url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/ws") else "/ws")
         self.api_key = api_key
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self.timeout = timeout
+        self.retry_seconds = retry_seconds
         self._ids = itertools.count(1)
         self._ws: Any = None
         self._reader: asyncio.Task[None] | None = None
@@ -117,15 +139,41 @@ class Client:
                 self._ws = None
             for fut in self._pending.values():
                 if not fut.done():
-                    fut.set_exception(Disconnected("connection lost"))
+                    fut.set_exception(Disconnected("connection lost", ws.close_code))
             self._pending.clear()
             self._feed_queues.clear()
             for queue in self._feeds.values():
                 queue.put_nowait(None)
             self._feeds.clear()
 
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send one frame and return the whole answer; raise ClientError on an error."""
+    async def request(
+        self, message: dict[str, Any], *, read: bool = False, retry: bool = False
+    ) -> dict[str, Any]:
+        """Send one frame and return the whole answer; raise ClientError on an error.
+        While the database is unreachable, retry with backoff when `read` (safe to repeat)
+        or `retry` (a table write: the server says whether it was carried out)."""
+        if not (read or retry):
+            return await self._request_once(message)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_seconds
+        delay = self.reconnect_delay
+        while True:
+            try:
+                return await self._request_once(message)
+            except ClientError as err:
+                if err.code != "unavailable" or err.outcome_unknown:
+                    raise
+                if loop.time() + delay > deadline:
+                    raise
+            except Disconnected as err:
+                # 1013: refused before it was read, like `unavailable`.
+                if not (read or err.code == CLOSE_TRY_AGAIN) or loop.time() + delay > deadline:
+                    raise
+            log.info("database unavailable; retrying in %.1f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_reconnect_delay)
+
+    async def _request_once(self, message: dict[str, Any]) -> dict[str, Any]:
         if self._ws is None:
             await self.connect()
         msg_id = next(self._ids)
@@ -133,19 +181,21 @@ class Client:
         self._pending[msg_id] = fut
         try:
             await self._ws.send(json.dumps({"id": msg_id, **message}))
-        except websockets.ConnectionClosed:
+        except websockets.ConnectionClosed as exc:
             self._pending.pop(msg_id, None)
-            raise Disconnected("connection lost") from None
+            code = exc.rcvd.code if exc.rcvd else None
+            raise Disconnected("connection lost", code) from None
         answer = await asyncio.wait_for(fut, self.timeout)
         if "error" in answer:
-            raise ClientError(answer["error"]["code"], answer["error"]["message"])
+            raise ClientError.from_answer(answer["error"])
         return answer
 
     async def query(self, query: dict[str, Any], **options: Any) -> Any:
         message: dict[str, Any] = {"query": query}
         if options:
             message["options"] = options
-        return (await self.request(message))["result"]
+        read = _is_read(query) and not options.get("delete")
+        return (await self.request(message, read=read, retry=True))["result"]
 
     async def get(self, table: str, example: dict[str, Any], **options: Any) -> Any:
         """Rows of `table` like `example` (fill the None fields); a list."""
@@ -160,7 +210,8 @@ class Client:
         return result
 
     async def call(self, name: str, args: dict[str, Any] | None = None) -> Any:
-        return (await self.request({"call": name, "args": args or {}}))["result"]
+        message = {"call": name, "args": args or {}}
+        return (await self.request(message, read=name in READ_CALLS))["result"]
 
     async def changes(self, query: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Yield {"action": "initial", "rows": [...]} and then every change event. Across
@@ -182,6 +233,8 @@ class Client:
                     try:
                         answer = await self._subscribe(message, queue)
                     except ClientError as err:
+                        if err.code == "unavailable":
+                            raise Disconnected("database unavailable") from None
                         if err.code != "cursor_expired":
                             raise
                         cursor = None
@@ -228,5 +281,15 @@ class Client:
             raise Disconnected("connection lost") from None
         answer = await asyncio.wait_for(fut, self.timeout)
         if "error" in answer:
-            raise ClientError(answer["error"]["code"], answer["error"]["message"])
+            raise ClientError.from_answer(answer["error"])
         return answer
+
+
+def _is_read(query: dict[str, Any]) -> bool:
+    """As the server tells them apart: a list, or an object with a null leaf, is a read."""
+    if len(query) != 1:
+        return False
+    ((_, spec),) = query.items()
+    return isinstance(spec, list) or (
+        isinstance(spec, dict) and any(v is None for v in spec.values())
+    )

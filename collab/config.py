@@ -70,6 +70,12 @@ class Settings:
     sync_history_seconds: int = 5
     sync_compact_rows: int = 1000
     sync_awareness_timeout_ms: int = 30000
+    # Presence caps and client-id reservation (collab/sync/awareness.py).
+    sync_awareness_max_bytes: int = 64 * 1024
+    sync_awareness_max_entries: int = 64
+    sync_awareness_max_ids: int = 16
+    sync_awareness_max_connection_bytes: int = 64 * 1024
+    sync_awareness_reserve_seconds: int = 600
     # Table changefeeds (docs/operations.md). None: the schema/ folder of the source.
     tables_schema_dir: Path | None = None
     tables_max_feeds_per_connection: int = 200

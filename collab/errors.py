@@ -21,3 +21,13 @@ class ApiError(Exception):
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         body.update(self.extra)
         return body
+
+
+def valid_unicode(text: str) -> bool:
+    """False for text that no UTF-8 consumer (a file name, PostgreSQL, a pty) takes: JSON
+    escapes can carry lone surrogates such as "\\ud800"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -10,7 +10,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from collab.errors import ApiError
+from collab.db.errors import database_unavailable, unavailable
+from collab.errors import ApiError, valid_unicode
 from collab.services import Services
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,29 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise ApiError("too_large", f"the body exceeds {MAX_BODY} bytes", status=413)
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError("bad_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ApiError("bad_request", "the body must be a JSON object")
+    if not _all_unicode(data):
+        raise ApiError("bad_request", "text in the body is valid Unicode (no lone surrogates)")
     return data
+
+
+def _all_unicode(value: Any) -> bool:
+    # Checked once here, for every field: passwords, emails and names reach hashing and
+    # PostgreSQL, which take only valid UTF-8.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and not valid_unicode(item):
+            return False
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def error_response(err: ApiError) -> JSONResponse:
@@ -59,7 +78,13 @@ def api(endpoint: Endpoint) -> Endpoint:
             return await endpoint(request)
         except ApiError as err:
             return error_response(err)
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                log.warning(
+                    "database unreachable",
+                    extra={"event": "http.unavailable", "path": request.url.path},
+                )
+                return error_response(unavailable())
             log.exception("request failed", extra={"event": "http.error", "path": request.url.path})
             return error_response(ApiError("internal", "internal server error", status=500))
 

@@ -11,9 +11,8 @@ from uuid import UUID
 
 from collab.errors import ApiError
 from collab.projects import store
+from collab.sync import paths
 from collab.ws.connection import Connection
-
-MAX_PATH = 1024
 
 
 def project_id_arg(args: dict[str, Any]) -> UUID:
@@ -30,15 +29,10 @@ def relative_path(raw: Any, suffix: str) -> str:
     """The normalised project-relative path, or ApiError('bad_path')."""
     if not isinstance(raw, str) or not raw:
         raise ApiError("bad_args", "`path` is a non-empty string")
-    if len(raw) > MAX_PATH:
-        raise ApiError("bad_path", f"a path is at most {MAX_PATH} characters")
-    if "\x00" in raw or "\\" in raw:
-        raise ApiError("bad_path", "a path holds no NUL bytes or backslashes")
-    path = PurePosixPath(raw)
-    if path.is_absolute():
-        raise ApiError("bad_path", "a path is relative to the project directory")
-    if any(part in ("..", ".") for part in raw.split("/")) or "" in raw.split("/"):
-        raise ApiError("bad_path", "a path has no '.', '..' or empty components")
+    try:
+        path = PurePosixPath(paths.normalize(raw))
+    except paths.BadPath as exc:
+        raise ApiError("bad_path", str(exc)) from None
     if path.suffix != suffix:
         raise ApiError("bad_path", f"this call takes a {suffix} path")
     return str(path)

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from collab.errors import ApiError
+from collab.errors import ApiError, valid_unicode
 from collab.kernels.access import authorize
 from collab.kernels.manager import Kernels
 from collab.kernels.session import KernelGone, KernelSession
@@ -94,6 +94,8 @@ async def input_reply(conn: Connection, args: dict[str, Any]) -> Any:
         raise ApiError("bad_args", "`value` is a string")
     if len(value) > MAX_INPUT:
         raise ApiError("too_large", f"an answer is at most {MAX_INPUT} characters")
+    if not valid_unicode(value):
+        raise ApiError("bad_args", "`value` is valid Unicode text (no lone surrogates)")
     session = await _running(conn, args)
     if not session.input_reply(value):
         raise ApiError("no_input_pending", "the kernel is not waiting for input", 409)

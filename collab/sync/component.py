@@ -22,6 +22,8 @@ from collab.ws.dispatch import Api
 
 ROUTE = WebSocketRoute("/yjs/{project_id}/{path:path}", yjs_endpoint)
 MAX_VERSIONS = 1000
+# Versions are bigint sequence numbers in PostgreSQL.
+MAX_VERSION = 2**63 - 1
 
 
 @contextlib.asynccontextmanager
@@ -69,7 +71,11 @@ class _HistoryCalls:
     @staticmethod
     def _version_arg(args: dict[str, Any]) -> int:
         version = args.get("version")
-        if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
+        if (
+            isinstance(version, bool)
+            or not isinstance(version, int)
+            or not 0 < version <= MAX_VERSION
+        ):
             raise ApiError("bad_args", "`version` is a positive integer from doc.history")
         return version
 

@@ -12,9 +12,11 @@ from uuid import UUID
 from pycrdt import YMessageType, YSyncMessageType
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from collab.db.errors import CLOSE_TRY_AGAIN, database_unavailable
 from collab.projects.store import role
 from collab.services import Services
 from collab.sync import kinds, paths
+from collab.sync.awareness import PresenceTooLarge
 from collab.sync.client import Client
 from collab.sync.manager import RoomManager
 from collab.sync.protocol import (
@@ -60,7 +62,15 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
     except paths.BadPath as exc:
         await websocket.close(CLOSE_BAD_PATH, reason=str(exc))
         return
-    if not await may_open(services, account, project_id):
+    try:
+        allowed = await may_open(services, account, project_id)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        log.warning("database unreachable", extra={"event": "sync.unavailable"})
+        await websocket.close(CLOSE_TRY_AGAIN, reason="database unreachable; retry")
+        return
+    if not allowed:
         await websocket.close(CLOSE_NO_ACCESS, reason="no such project, or not a member")
         return
     try:
@@ -74,7 +84,11 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
     except kinds.UnsupportedFile as exc:
         await websocket.close(CLOSE_UNSUPPORTED_FILE, reason=str(exc)[:120])
         return
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc):
+            log.warning("database unreachable", extra={"event": "sync.unavailable"})
+            await websocket.close(CLOSE_TRY_AGAIN, reason="database unreachable; retry")
+            return
         log.exception("document not opened", extra={"event": "sync.open_error"})
         await websocket.close(CLOSE_INTERNAL, reason="internal error")
         return
@@ -126,7 +140,8 @@ async def _converse(
             log.info("bad document message", extra={"event": "sync.protocol_error"})
             client.close(CLOSE_PROTOCOL, str(exc))
             return
-        except DocumentTooLarge as exc:
+        except (DocumentTooLarge, PresenceTooLarge) as exc:
+            log.info("document message too large", extra={"event": "sync.too_large"})
             client.close(CLOSE_TOO_LARGE, str(exc))
             return
         except Exception:

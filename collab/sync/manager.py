@@ -18,6 +18,7 @@ import asyncpg
 from collab.db.pool import connect
 from collab.services import Services
 from collab.sync import history, kinds, mirror, paths
+from collab.sync.awareness import Limits, Presence, Reservations
 from collab.sync.room import DocumentTooLarge, Room
 from collab.sync.store import CHANNEL, UpdateStore
 
@@ -33,6 +34,7 @@ class RoomManager:
         self.settings = services.settings
         self.store = UpdateStore(services.pool, origin=uuid.uuid4().hex)
         self.rooms: dict[tuple[UUID, str], Room] = {}
+        self.reservations = Reservations()
         self._by_doc: dict[int, Room] = {}
         self._loading: dict[tuple[UUID, str], asyncio.Task[Room]] = {}
         self._unloading: dict[tuple[UUID, str], asyncio.Task[None]] = {}
@@ -143,8 +145,16 @@ class RoomManager:
         file = await asyncio.to_thread(paths.resolve, settings.projects_dir, project_id, path)
         kind = kinds.kind_of(path)
         doc_id = await self.store.doc_id(project_id, path)
+        presence = Presence(doc_id, Limits.from_settings(settings), self.reservations)
         room = Room(
-            project_id, path, kind, doc_id, file, self.store, settings.sync_max_document_bytes
+            project_id,
+            path,
+            kind,
+            doc_id,
+            file,
+            self.store,
+            settings.sync_max_document_bytes,
+            presence,
         )
         rows = await self.store.rows(doc_id)
         room.size = sum(len(r.data) for r in rows)

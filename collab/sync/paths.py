@@ -9,6 +9,8 @@ from uuid import UUID
 from collab.projects.store import project_dir
 
 MAX_PATH_LENGTH = 1024
+# File systems refuse longer names (NAME_MAX) with an error, not a client's mistake.
+MAX_SEGMENT_BYTES = 255
 
 
 class BadPath(ValueError):
@@ -18,8 +20,15 @@ class BadPath(ValueError):
 def normalize(path: str) -> str:
     """The canonical document name, or BadPath. One document has one name: no `.`,
     `..` or empty segments, so `a//b` and `a/./b` are refused rather than aliased."""
-    if not isinstance(path, str) or not path or len(path) > MAX_PATH_LENGTH:
-        raise BadPath("a path is 1 to 1024 characters")
+    if not isinstance(path, str) or not path:
+        raise BadPath("a path is 1 to 1024 bytes")
+    try:
+        # Strict UTF-8: a lone surrogate ("\\ud800") is no file name.
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BadPath("a path is valid Unicode text") from None
+    if size > MAX_PATH_LENGTH:
+        raise BadPath("a path is 1 to 1024 bytes")
     if "\x00" in path or "\\" in path:
         raise BadPath("a path contains no NUL or backslash")
     if path.startswith("/"):
@@ -27,6 +36,8 @@ def normalize(path: str) -> str:
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise BadPath("a path has no empty, '.' or '..' segments")
+    if any(len(part.encode("utf-8")) > MAX_SEGMENT_BYTES for part in parts):
+        raise BadPath(f"a path segment is at most {MAX_SEGMENT_BYTES} bytes")
     return str(PurePosixPath(*parts))
 
 

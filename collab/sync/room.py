@@ -4,19 +4,13 @@ that store, broadcast and mirror every change made to its Doc, whoever made it."
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 from pycrdt import (
-    Decoder,
     Doc,
-    Encoder,
     Subscription,
     TransactionEvent,
     YSyncMessageType,
@@ -27,6 +21,7 @@ from pycrdt import (
     read_message,
 )
 
+from collab.sync.awareness import Limits, Presence, Reservations
 from collab.sync.client import Client
 from collab.sync.protocol import ProtocolError
 from collab.sync.store import UpdateStore
@@ -36,21 +31,9 @@ log = logging.getLogger(__name__)
 # A Yjs update with no structs and an empty delete set.
 _EMPTY_UPDATE = b"\x00\x00"
 
-# Presence is relayed to everyone in the room: keep what one connection can make it carry small.
-MAX_PRESENCE_BYTES = 64 * 1024
-MAX_PRESENCE_IDS = 16
-
 
 class DocumentTooLarge(ValueError):
     """An update that would take the document over the size cap."""
-
-
-@dataclass
-class _Presence:
-    clock: int
-    state: dict[str, Any] | None
-    client: Client
-    seen: float
 
 
 class Room:
@@ -67,6 +50,7 @@ class Room:
         file: Path,
         store: UpdateStore,
         max_bytes: int,
+        presence: Presence | None = None,
     ) -> None:
         self.project_id = project_id
         self.path = path
@@ -87,7 +71,7 @@ class Room:
         self._remote = False
         # Set while a client's update is applied: apply_sync stores the bytes it sent.
         self._client_update = False
-        self._presence: dict[int, _Presence] = {}
+        self.presence = presence or Presence(doc_id, Limits(), Reservations())
         self._subscription: Subscription | None = None
         self.on_change: Callable[[], None] | None = None
         # The file mirror's view (sha256 of the file we last wrote or read, its stat).
@@ -186,98 +170,30 @@ class Room:
         """The client has our step 2: from now on it gets every update, and everyone's
         presence."""
         self.clients.add(client)
-        if self._presence:
-            client.send(create_awareness_message(self._encode_presence(list(self._presence))))
+        self.send_presence(client)
 
     def remove(self, client: Client) -> None:
         self.clients.discard(client)
-        gone = [cid for cid, p in self._presence.items() if p.client is client]
-        self._drop_presence(gone)
+        self._broadcast_presence(self.presence.remove(client))
 
     def send_presence(self, client: Client) -> None:
-        client.send(create_awareness_message(self._encode_presence(list(self._presence))))
+        update = self.presence.snapshot()
+        if update is not None:
+            client.send(create_awareness_message(update))
 
     # -- awareness ------------------------------------------------------------------
 
     def apply_awareness(self, client: Client, update: bytes) -> None:
         """Relay a client's awareness update, with the account attached by us so that
         nobody can pose as someone else, and only for client ids that are its own."""
-        try:
-            decoder = Decoder(update)
-            count = decoder.read_var_uint()
-            entries = []
-            for _ in range(count):
-                cid = decoder.read_var_uint()
-                clock = decoder.read_var_uint()
-                raw = decoder.read_var_string()
-                if len(raw) > MAX_PRESENCE_BYTES:
-                    raise ProtocolError(f"an awareness state is at most {MAX_PRESENCE_BYTES} bytes")
-                state = json.loads(raw) if raw else None
-                entries.append((cid, clock, state))
-        except (IndexError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
-            raise ProtocolError("invalid awareness update") from exc
-        changed: list[tuple[int, int, Any]] = []
-        now = time.monotonic()
-        for cid, clock, state in entries:
-            if state is not None and not isinstance(state, dict):
-                raise ProtocolError("an awareness state is a JSON object or null")
-            current = self._presence.get(cid)
-            if current is not None and current.client is not client:
-                continue
-            if current is None and state is None:
-                continue
-            if current is None and len(client.awareness_ids) >= MAX_PRESENCE_IDS:
-                raise ProtocolError(f"a connection has at most {MAX_PRESENCE_IDS} awareness ids")
-            if current is not None and clock < current.clock:
-                continue
-            if state is None:
-                del self._presence[cid]
-                client.awareness_ids.discard(cid)
-                changed.append((cid, clock, None))
-                continue
-            user = state.get("user")
-            state["user"] = {
-                **(user if isinstance(user, dict) else {}),
-                "name": client.name,
-                "account_id": str(client.account_id),
-            }
-            self._presence[cid] = _Presence(clock, state, client, now)
-            client.awareness_ids.add(cid)
-            changed.append((cid, clock, state))
-        if changed:
-            self._broadcast_presence(changed)
+        self._broadcast_presence(self.presence.apply(client, update))
 
     def expire_presence(self, timeout: float) -> None:
-        """Drop presence not renewed for `timeout` seconds (y-protocols clients renew
-        every 15 s)."""
-        limit = time.monotonic() - timeout
-        self._drop_presence([cid for cid, p in self._presence.items() if p.seen < limit])
+        self._broadcast_presence(self.presence.expire(timeout))
 
-    def _drop_presence(self, cids: list[int]) -> None:
-        changed = []
-        for cid in cids:
-            p = self._presence.pop(cid, None)
-            if p is not None:
-                p.client.awareness_ids.discard(cid)
-                changed.append((cid, p.clock + 1, None))
-        if changed:
-            self._broadcast_presence(changed)
-
-    def _encode_presence(self, cids: list[int]) -> bytes:
-        entries = [(cid, self._presence[cid].clock, self._presence[cid].state) for cid in cids]
-        return _encode_awareness(entries)
-
-    def _broadcast_presence(self, entries: list[tuple[int, int, Any]]) -> None:
-        message = create_awareness_message(_encode_awareness(entries))
+    def _broadcast_presence(self, update: bytes | None) -> None:
+        if update is None:
+            return
+        message = create_awareness_message(update)
         for client in list(self.clients):
             client.send(message)
-
-
-def _encode_awareness(entries: list[tuple[int, int, Any]]) -> bytes:
-    encoder = Encoder()
-    encoder.write_var_uint(len(entries))
-    for cid, clock, state in entries:
-        encoder.write_var_uint(cid)
-        encoder.write_var_uint(clock)
-        encoder.write_var_string(json.dumps(state, separators=(",", ":")))
-    return encoder.to_bytes()

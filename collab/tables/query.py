@@ -9,6 +9,7 @@ whose every client value is a bind parameter. Identifiers come only from schema/
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from uuid import UUID
 
 import asyncpg
 
+from collab.db.errors import database_unavailable, unavailable
 from collab.errors import ApiError
 from collab.projects.store import create_project
 from collab.tables.schema import Schema, Table
@@ -110,8 +112,8 @@ def parse(schema: Schema, message: dict[str, Any], max_limit: int) -> Query:
         raise ApiError("bad_query", "changes, limit and order_by go with reads")
     if changes and not many:
         raise ApiError("bad_query", "`changes` needs a many-query: {table: [{...}]}")
-    if kind == "set" and not spec:
-        raise ApiError("bad_query", "a set names at least one field")
+    if not spec:
+        raise ApiError("bad_query", "a query names at least one field")
 
     limit = options.get("limit")
     if limit is not None and (
@@ -176,7 +178,14 @@ async def run_get(
     conn: asyncpg.Connection | asyncpg.Pool, q: Query, account_id: UUID, max_rows: int
 ) -> Any:
     sql, args = select_sql(q, account_id, max_rows)
-    rows = await conn.fetch(sql, *args)
+    try:
+        rows = await conn.fetch(sql, *args)
+    except asyncpg.DataError as exc:
+        log.info(
+            "read refused by the database",
+            extra={"event": "tables.bad_value", "error": str(exc)[:200]},
+        )
+        raise ApiError("bad_value", "a value does not fit its field") from None
     if q.many and q.limit is None and len(rows) > max_rows:
         raise ApiError("too_many_rows", f"more than {max_rows} rows match; add a filter or a limit")
     out = [q.table.wire_row(r, q.names) for r in rows]
@@ -195,12 +204,26 @@ async def run_write(
     table = q.table
     async with pool.acquire() as conn:
         try:
-            async with conn.transaction():
+            tx = conn.transaction()
+            await tx.start()
+            try:
                 request = await (_delete if q.kind == "delete" else _set)(
                     conn, q, account_id, projects_dir
                 )
                 for hook in hooks:
                     await hook(conn, request)
+            except BaseException:
+                # On a dead connection the rollback fails too; the first error is the story.
+                with contextlib.suppress(Exception):
+                    await tx.rollback()
+                raise
+            try:
+                await tx.commit()
+            except Exception as exc:
+                if database_unavailable(exc):
+                    # The connection broke during COMMIT: the write may or may not be in.
+                    raise unavailable(outcome_unknown=True) from None
+                raise
         except ApiError:
             raise
         except asyncpg.ForeignKeyViolationError:
@@ -209,8 +232,11 @@ async def run_write(
             raise ApiError("conflict", "a row with this key exists") from None
         except (asyncpg.CheckViolationError, asyncpg.NotNullViolationError):
             raise ApiError("bad_value", "a value breaks a rule of the table") from None
-        except asyncpg.DataError:
-            log.info("write refused by the database", exc_info=True)
+        except asyncpg.DataError as exc:
+            log.info(
+                "write refused by the database",
+                extra={"event": "tables.bad_value", "error": str(exc)[:200]},
+            )
             raise ApiError("bad_value", "a value does not fit its field") from None
     result = {**request.key, **request.values}
     return {table.name: {k: table.fields[k].wire(v) for k, v in result.items()}}

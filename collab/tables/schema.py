@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from collab.errors import ApiError
+from collab.errors import ApiError, valid_unicode
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
@@ -78,6 +78,8 @@ def _text(f: Field, value: Any) -> str:
         raise ApiError("bad_value", f"{f.name}: at most {f.max_length} characters")
     if "\x00" in value:
         raise ApiError("bad_value", f"{f.name}: text may not contain NUL")
+    if not valid_unicode(value):
+        raise ApiError("bad_value", f"{f.name}: text is valid Unicode (no lone surrogates)")
     return value
 
 
@@ -103,11 +105,18 @@ def _timestamp(f: Field, value: Any) -> dt.datetime:
     if not isinstance(value, str) or len(value) > 64:
         raise ApiError("bad_value", f"{f.name}: expected an ISO 8601 timestamp")
     parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    # In UTC now: a time past year 9999 or before year 1 once shifted (OverflowError)
+    # is the client's bad value, not a failure when it is sent to PostgreSQL.
+    return parsed.astimezone(dt.UTC)
 
 
 def _json(f: Field, value: Any) -> Any:
-    if len(json.dumps(value)) > MAX_JSON_BYTES:
+    # No NaN or Infinity, no lone surrogates: PostgreSQL's jsonb takes neither.
+    text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    if not valid_unicode(text):
+        raise ApiError("bad_value", f"{f.name}: text is valid Unicode (no lone surrogates)")
+    if len(text.encode()) > MAX_JSON_BYTES:
         raise ApiError("bad_value", f"{f.name}: at most {MAX_JSON_BYTES} bytes of JSON")
     return value
 

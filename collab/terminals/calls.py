@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
-from collab.errors import ApiError
+from collab.errors import ApiError, valid_unicode
 from collab.kernels.access import authorize
 from collab.services import Services
 from collab.terminals.manager import Terminals
@@ -86,6 +86,8 @@ async def input_terminal(conn: Connection, args: dict[str, Any]) -> Any:
         raise ApiError("bad_args", "`data` is a non-empty string")
     if len(data) > MAX_INPUT:
         raise ApiError("too_large", f"at most {MAX_INPUT} characters of input per call")
+    if not valid_unicode(data):
+        raise ApiError("bad_args", "`data` is valid Unicode text (no lone surrogates)")
     terminal = await _viewed(conn, args)
     terminal.write(data)
     return {"ok": True}

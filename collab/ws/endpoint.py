@@ -11,6 +11,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from collab.auth.identity import identify, origin_allowed
+from collab.db.errors import CLOSE_TRY_AGAIN, database_unavailable, unavailable
 from collab.errors import ApiError
 from collab.services import Services
 from collab.ws.connection import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHENTICATED, Connection
@@ -25,7 +26,15 @@ async def authenticate_websocket(websocket: WebSocket, services: Services) -> An
 
     The close codes can only reach a client after the handshake, so we accept first.
     """
-    identity, reason = await identify(websocket, services.sessions, services.keys)
+    try:
+        identity, reason = await identify(websocket, services.sessions, services.keys)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        log.warning("database unreachable", extra={"event": "ws.unavailable"})
+        await websocket.accept()
+        await websocket.close(CLOSE_TRY_AGAIN, reason="database unreachable; retry")
+        return None
     await websocket.accept()
     if identity is None:
         log.info(
@@ -77,7 +86,11 @@ async def ws_endpoint(websocket: WebSocket) -> None:
                 conn.send({"id": msg_id, "result": result})
         except ApiError as err:
             conn.send({"id": msg_id, "error": err.to_json()})
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                log.warning("database unreachable", extra={"event": "ws.unavailable"})
+                conn.send({"id": msg_id, "error": unavailable().to_json()})
+                return
             log.exception(
                 "ws operation failed",
                 extra={"event": "ws.error", "account_id": str(conn.account.account_id)},
