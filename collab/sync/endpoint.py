@@ -12,6 +12,7 @@ from uuid import UUID
 from pycrdt import YMessageType, YSyncMessageType
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from collab.auth.revocation import Revocations, Watch
 from collab.projects.store import role
 from collab.services import Services
 from collab.sync import kinds, paths
@@ -60,8 +61,30 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
     except paths.BadPath as exc:
         await websocket.close(CLOSE_BAD_PATH, reason=str(exc))
         return
+    revocations: Revocations = services.extra["revocations"]
+    # Watched before membership is checked: a removal committed after the check reaches
+    # this connection, one committed before it is seen by the check.
+    watch = revocations.watch(identity, str(project_id))
+    try:
+        await _serve(websocket, services, manager, account, project_id, path, watch)
+    finally:
+        revocations.unwatch(watch)
+
+
+async def _serve(
+    websocket: WebSocket,
+    services: Services,
+    manager: RoomManager,
+    account: Any,
+    project_id: UUID,
+    path: str,
+    watch: Watch,
+) -> None:
     if not await may_open(services, account, project_id):
         await websocket.close(CLOSE_NO_ACCESS, reason="no such project, or not a member")
+        return
+    if watch.revoked:
+        await websocket.close(watch.code, reason=watch.reason)
         return
     try:
         room = await manager.open(project_id, path)
@@ -84,8 +107,11 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
     client.reader = asyncio.current_task()
     writer = client.outbox.start()
     try:
+        watch.set_closer(client.revoke)
         client.send(room.hello())
-        await _converse(websocket, room, client, acks, services.settings.sync_max_document_bytes)
+        await _converse(
+            websocket, room, client, acks, services.settings.sync_max_document_bytes, watch
+        )
     except asyncio.CancelledError:
         if not client.reader_cancelled:
             raise
@@ -103,13 +129,15 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
 
 
 async def _converse(
-    websocket: WebSocket, room: Room, client: Client, acks: bool, max_bytes: int
+    websocket: WebSocket, room: Room, client: Client, acks: bool, max_bytes: int, watch: Watch
 ) -> None:
     while not client.closed.is_set():
         try:
             frame = await websocket.receive()
         except WebSocketDisconnect:
             return
+        if watch.revoked:
+            return  # arrived after the credential or the membership went: never applied
         if frame["type"] == "websocket.disconnect":
             client.gone(frame.get("code", 1000))
             return
