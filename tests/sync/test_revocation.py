@@ -34,7 +34,7 @@ async def stored_text(served: Served, project: UUID, path: str) -> str:
     return str(doc.get("source", type=Text))
 
 
-async def closed_with(client: YClient, timeout: float = 15) -> int:
+async def closed_with(client: YClient, timeout: float = 20) -> int:
     return int(await asyncio.wait_for(asyncio.shield(client.closed), timeout))
 
 
@@ -99,14 +99,18 @@ async def test_writes_arriving_after_removal_are_never_applied_or_stored(
             await remove_member(owner_ws, str(project), member.account_id)
             assert await closed_with(typist) == 4403
             await typing
-            await asyncio.sleep(1.0)
+            # A barrier: the room relays and stores in the order it applies, so once the
+            # owner's own edit is acknowledged the owner has received, and the store
+            # holds, everything the room applied before it.
+            owner.text.insert(0, "|")
+            await owner.wait_acked()
             final = str(owner.text)
     assert seen_at_revocation, "the revocation hook did not run"
     applied = seen_at_revocation[0]
     # Nothing the typist sent after the server revoked its access reached the document,
     # its store, or the other client, although it kept sending until it saw the close.
-    assert final == applied
-    assert await stored_text(server, project, "typing.md") == applied
+    assert final == "|" + applied, (len(final), len(applied))
+    assert await stored_text(server, project, "typing.md") == "|" + applied
     markers = [m for m in applied.replace(">", "").split("<") if m]
     assert markers == [str(i) for i in range(len(markers))]
     assert len(markers) < sent
@@ -199,17 +203,22 @@ async def test_sign_out_closes_the_sessions_connections_with_4401(server, user, 
 async def test_revoked_key_closes_its_connections_with_4401(server, user, project) -> None:
     async with server.client(headers={"Authorization": f"Bearer {user.key}"}) as http:
         second = (await http.post("/api/auth/keys", json={"name": "second"})).json()
-    async with (
-        ws_connect(server, second["key"]) as revoked_ws,
-        connect(server, project, "k.md", second["key"]) as revoked_doc,
-        ws_connect(server, user.key) as kept_ws,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        revoked_ws = [
+            await stack.enter_async_context(ws_connect(server, second["key"])) for _ in range(20)
+        ]
+        revoked_doc = await stack.enter_async_context(
+            connect(server, project, "k.md", second["key"])
+        )
+        kept_ws = await stack.enter_async_context(ws_connect(server, user.key))
         await asyncio.wait_for(revoked_doc.synced.wait(), 10)
+        for ws in revoked_ws:
+            assert (await ws.call("ping"))["result"] == "pong"
         async with server.client(headers={"Authorization": f"Bearer {user.key}"}) as http:
             r = await http.delete(f"/api/auth/keys/{second['key_id']}")
             assert r.status_code == 200
         assert await closed_with(revoked_doc) == 4401
-        assert await ws_closed(revoked_ws) == 4401
+        assert await asyncio.gather(*(ws_closed(ws) for ws in revoked_ws)) == [4401] * 20
         assert (await kept_ws.call("ping"))["result"] == "pong"
     # And it cannot write by reconnecting.
     async with connect(server, project, "k.md", second["key"]) as again:
@@ -314,3 +323,43 @@ async def test_session_reaching_its_expiry_closes_its_connections(server, user, 
         assert (await session_ws.call("ping"))["result"] == "pong"
         assert await closed_with(session_doc) == 4401
         assert await ws_closed(session_ws) == 4401
+
+
+async def test_deleted_project_closes_its_documents_for_members(server, user, project) -> None:
+    member = await make_user(server)
+    async with ws_connect(server, user.key) as owner_ws:
+        await add_member(owner_ws, str(project), member.account_id)
+    async with (
+        connect(server, project, "gone.md", member.key) as member_doc,
+        connect(server, project, "gone.md", user.key) as owner_doc,
+    ):
+        await asyncio.wait_for(member_doc.synced.wait(), 10)
+        await asyncio.wait_for(owner_doc.synced.wait(), 10)
+        await server.services.pool.execute(
+            "UPDATE projects SET deleted = true WHERE project_id = $1", project
+        )
+        assert await closed_with(member_doc) == 4403
+        assert await closed_with(owner_doc) == 4403
+
+
+async def test_admin_who_loses_admin_rights_loses_documents_of_foreign_projects(
+    server, user, project
+) -> None:
+    admin = await make_user(server)
+    await server.services.pool.execute(
+        "UPDATE accounts SET is_admin = true WHERE account_id = $1", UUID(admin.account_id)
+    )
+    own = await add_project_for(server, admin)
+    async with (
+        connect(server, project, "foreign.md", admin.key) as foreign,
+        connect(server, own, "own.md", admin.key) as mine,
+    ):
+        await asyncio.wait_for(foreign.synced.wait(), 10)
+        await asyncio.wait_for(mine.synced.wait(), 10)
+        await server.services.pool.execute(
+            "UPDATE accounts SET is_admin = false WHERE account_id = $1", UUID(admin.account_id)
+        )
+        assert await closed_with(foreign) == 4403
+        mine.text.insert(0, "still mine")
+        await mine.wait_acked()
+        assert not mine.closed.done()
