@@ -133,9 +133,15 @@ class Revocations:
 
     def revoke_credential(self, credential: str, reason: str) -> None:
         now = time.monotonic()
+        # Kept in expiry order (insertion order, one fixed lifetime): expired ones are
+        # at the front.
+        self._recent.pop(credential, None)
         self._recent[credential] = now + RECENT_SECONDS
-        if len(self._recent) > 10_000:
-            self._recent = {c: t for c, t in self._recent.items() if t > now}
+        while True:
+            oldest = next(iter(self._recent))
+            if self._recent[oldest] > now:
+                break
+            del self._recent[oldest]
         self._close(self._by_credential.get(credential, ()), CLOSE_REVOKED, reason)
 
     def _on_session(self, change: Change) -> None:

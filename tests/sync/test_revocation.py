@@ -363,3 +363,24 @@ async def test_admin_who_loses_admin_rights_loses_documents_of_foreign_projects(
         mine.text.insert(0, "still mine")
         await mine.wait_acked()
         assert not mine.closed.done()
+
+
+async def test_credential_revoked_before_its_connection_registered_is_still_closed() -> None:
+    """The revocation may be dispatched between a connection's authentication and its
+    registration: it is remembered, and the connection is closed as it registers."""
+    from uuid import uuid4
+
+    from collab.auth.accounts import Account
+    from collab.auth.identity import Identity
+    from collab.auth.revocation import CLOSE_REVOKED, Revocations
+
+    revocations = Revocations(pool=None)  # type: ignore[arg-type]
+    account = Account(uuid4(), "a@example.com", "A", False)
+    key_id, other_id = uuid4(), uuid4()
+    revocations.revoke_credential(f"key:{key_id}", "the API key was revoked")
+    closed: list[tuple[int, str]] = []
+    late = revocations.watch(Identity(account, "key", f"key:{key_id}"), "p")
+    late.set_closer(lambda code, reason: closed.append((code, reason)))
+    assert late.revoked and [code for code, _ in closed] == [CLOSE_REVOKED]
+    fine = revocations.watch(Identity(account, "key", f"key:{other_id}"))
+    assert not fine.revoked
