@@ -59,6 +59,9 @@ class Client:
         self._feed_queues: dict[int, asyncio.Queue[dict[str, Any] | None]] = {}
         self._lock = asyncio.Lock()
         self._closed = False
+        # The server closed us with 4401: the key was revoked (or the account deleted);
+        # reconnecting cannot help, so nothing retries after it.
+        self.revoked = False
         self.generation = 0  # bumped on every (re)connection
 
     async def __aenter__(self) -> Client:
@@ -115,14 +118,20 @@ class Client:
         finally:
             if self._ws is ws:
                 self._ws = None
+            self.revoked = self.revoked or ws.close_code == 4401
             for fut in self._pending.values():
                 if not fut.done():
-                    fut.set_exception(Disconnected("connection lost"))
+                    fut.set_exception(self._lost())
             self._pending.clear()
             self._feed_queues.clear()
             for queue in self._feeds.values():
                 queue.put_nowait(None)
             self._feeds.clear()
+
+    def _lost(self) -> Exception:
+        if self.revoked:
+            return ClientError("unauthenticated", "the API key was revoked or is not valid")
+        return Disconnected("connection lost")
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send one frame and return the whole answer; raise ClientError on an error."""
@@ -204,6 +213,8 @@ class Client:
                 except (Disconnected, OSError, websockets.ConnectionClosed):
                     if self._closed:
                         return
+                    if self.revoked:
+                        raise self._lost() from None
                     log.info("feed connection lost; resuming")
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.max_reconnect_delay)

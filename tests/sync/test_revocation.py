@@ -384,3 +384,24 @@ async def test_credential_revoked_before_its_connection_registered_is_still_clos
     assert late.revoked and [code for code, _ in closed] == [CLOSE_REVOKED]
     fine = revocations.watch(Identity(account, "key", f"key:{other_id}"))
     assert not fine.revoked
+
+
+async def test_program_client_stops_with_unauthenticated_when_its_key_is_revoked(
+    server, user
+) -> None:
+    from collab.client import Client, ClientError
+
+    async with server.client(headers={"Authorization": f"Bearer {user.key}"}) as http:
+        spare = (await http.post("/api/auth/keys", json={})).json()
+    async with Client(server.ws, spare["key"], max_reconnect_delay=0.2) as program:
+        feed = program.changes({"projects": [{"project_id": None, "title": None}]})
+        assert (await anext(feed))["action"] == "initial"
+        async with server.client(headers={"Authorization": f"Bearer {user.key}"}) as http:
+            assert (await http.delete(f"/api/auth/keys/{spare['key_id']}")).status_code == 200
+        try:
+            await asyncio.wait_for(anext(feed), 20)
+        except ClientError as err:
+            assert err.code == "unauthenticated"
+        else:
+            raise AssertionError("the feed went on after its key was revoked")
+        assert program.revoked
