@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from collab.auth.ratelimit import LoginLimiter
+from collab.auth.revocation import revocation_component
 from collab.auth.routes import routes as auth_routes
 from collab.auth.tokens import ApiKeys, Sessions
 from collab.config import Settings
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 Component = Callable[[Services, Api], AbstractAsyncContextManager[None]]
 COMPONENTS: list[Component] = [
     tables_component,
+    revocation_component,
     sync_component,
     kernels_component,
     terminals_component,

@@ -81,6 +81,9 @@ class Client:
         self._feed_queues: dict[int, asyncio.Queue[dict[str, Any] | None]] = {}
         self._lock = asyncio.Lock()
         self._closed = False
+        # The server closed us with 4401: the key was revoked (or the account deleted);
+        # reconnecting cannot help, so nothing retries after it.
+        self.revoked = False
         self.generation = 0  # bumped on every (re)connection
 
     async def __aenter__(self) -> Client:
@@ -137,14 +140,20 @@ class Client:
         finally:
             if self._ws is ws:
                 self._ws = None
+            self.revoked = self.revoked or ws.close_code == 4401
             for fut in self._pending.values():
                 if not fut.done():
-                    fut.set_exception(Disconnected("connection lost", ws.close_code))
+                    fut.set_exception(self._lost(ws.close_code))
             self._pending.clear()
             self._feed_queues.clear()
             for queue in self._feeds.values():
                 queue.put_nowait(None)
             self._feeds.clear()
+
+    def _lost(self, code: int | None) -> Exception:
+        if self.revoked:
+            return ClientError("unauthenticated", "the API key was revoked or is not valid")
+        return Disconnected("connection lost", code)
 
     async def request(
         self, message: dict[str, Any], *, read: bool = False, retry: bool = False
@@ -257,6 +266,8 @@ class Client:
                 except (Disconnected, OSError, websockets.ConnectionClosed):
                     if self._closed:
                         return
+                    if self.revoked:
+                        raise self._lost() from None
                     log.info("feed connection lost; resuming")
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.max_reconnect_delay)

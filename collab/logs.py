@@ -1,9 +1,11 @@
-"""Structured logs: one JSON object a line, with whatever `extra` fields a call passes."""
+"""Structured logs: one JSON object a line, with whatever `extra` fields a call passes,
+and no credential in any of them (API keys, session cookies, passwords are scrubbed)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -11,6 +13,38 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+REDACTED = "[redacted]"
+# Applied to the whole finished line, so that a credential is caught wherever it came
+# from: uvicorn's handshake lines (which carry the query string), a URL in an error, a
+# traceback, a header dump. The line is JSON, so quotes inside values are escaped (\").
+_SCRUB: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+"), rf"\1\2{REDACTED}"),
+    (re.compile(r"\bck_[A-Za-z0-9_-]+"), f"ck_{REDACTED}"),
+    # name=value in query strings, Cookie headers and form bodies.
+    (
+        re.compile(
+            r"(?i)\b((?:access_)?token|api_?key|key|password|passwd|secret|collab_session"
+            r"|session)=[^&\s\"'\\;,]+"
+        ),
+        rf"\1={REDACTED}",
+    ),
+    # "password": "…" in JSON or a Python repr, escaped quotes included.
+    (
+        re.compile(
+            r"(?i)((?:password|passwd|secret|token|authorization|cookie)\\?[\"']\s*:\s*\\?[\"'])"
+            r"(?:[^\"'\\]|\\[^\"'])*"
+        ),
+        rf"\1{REDACTED}",
+    ),
+]
+
+
+def scrub(text: str) -> str:
+    """Remove credentials from a log line."""
+    for pattern, replacement in _SCRUB:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +61,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return scrub(json.dumps(entry, default=str))
 
 
 def configure(level: str = "info") -> None:

@@ -33,8 +33,11 @@ def _account(row: asyncpg.Record) -> Account:
 def validate_signup(email: object, password: object, name: object) -> tuple[str, str, str]:
     if not isinstance(email, str) or len(email) > MAX_EMAIL or not _EMAIL.match(email):
         raise ApiError("bad_email", "a valid email address is required")
-    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise ApiError("weak_password", f"the password needs at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        # Refused, never cut: a cut password would let any longer one with the same start in.
+        raise ApiError("password_too_long", f"a password is at most {MAX_PASSWORD} characters")
     if name is None:
         name = ""
     if not isinstance(name, str) or len(name) > MAX_NAME:
@@ -63,6 +66,8 @@ async def create_account(
 
 
 async def check_password(pool: asyncpg.Pool, email: str, password: str) -> Account | None:
+    """The account whose password this is, or None. The whole password is checked: an
+    over-long one fails as any wrong one does (no account has one), in the same time."""
     row = await pool.fetchrow(
         """SELECT account_id, email, name, is_admin, password_hash
            FROM accounts WHERE lower(email) = lower($1)""",

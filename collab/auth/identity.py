@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from starlette.requests import HTTPConnection
@@ -17,6 +18,11 @@ from collab.config import Settings
 class Identity:
     account: Account
     via: Literal["cookie", "key"]
+    # What it rests on, named without its secret ("session:<session_id>" or
+    # "key:<key_id>"): a connection is closed when this is revoked.
+    credential: str = ""
+    # When a session ends by itself; None for keys, which do not expire.
+    expires: datetime | None = None
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:
@@ -47,12 +53,15 @@ async def identify(
     """Return (identity, None) or (None, reason). A bad key is never retried as a cookie."""
     token = bearer_token(conn)
     if token is not None:
-        account = await keys.account(token)
-        return (Identity(account, "key"), None) if account else (None, "invalid API key")
+        key = await keys.lookup(token)
+        if key is None:
+            return None, "invalid API key"
+        return Identity(key[0], "key", f"key:{key[1]}"), None
     cookie = conn.cookies.get(SESSION_COOKIE)
     if cookie:
-        account = await sessions.account(cookie)
-        return (
-            (Identity(account, "cookie"), None) if account else (None, "session expired or invalid")
-        )
+        session = await sessions.lookup(cookie)
+        if session is None:
+            return None, "session expired or invalid"
+        account, session_id, expires = session
+        return Identity(account, "cookie", f"session:{session_id}", expires), None
     return None, "not signed in"

@@ -76,10 +76,10 @@ async def login(request: Request) -> Response:
         raise ApiError("bad_request", "email and password are required text")
     svc = services(request)
     address = client_address(request)
-    await svc.limiter.check(email, address)
-    account = await check_password(svc.pool, email, password[:1024])
+    # Counted before the check, so that simultaneous attempts cannot all get through.
+    await svc.limiter.attempt(email, address)
+    account = await check_password(svc.pool, email, password)
     if account is None:
-        await svc.limiter.failed(email, address)
         raise ApiError("bad_credentials", "wrong email or password", status=401)
     await svc.limiter.succeeded(email)
     cookie = await svc.sessions.create(account.account_id)

@@ -49,14 +49,24 @@ class Sessions:
             return None
 
     async def account(self, cookie: str) -> Account | None:
+        found = await self.lookup(cookie)
+        return found[0] if found else None
+
+    async def lookup(self, cookie: str) -> tuple[Account, UUID, datetime] | None:
+        """(account, session_id, expires) of a live session: the id names the session in
+        revocations (collab/auth/revocation.py) without its secret."""
         token = self._token(cookie)
         if token is None:
             return None
-        account_id = await self._pool.fetchval(
-            "SELECT account_id FROM sessions WHERE token_hash = $1 AND expires > now()",
+        row = await self._pool.fetchrow(
+            """SELECT account_id, session_id, expires FROM sessions
+               WHERE token_hash = $1 AND expires > now()""",
             _hash(token),
         )
-        return await get_account(self._pool, account_id) if account_id else None
+        if row is None:
+            return None
+        account = await get_account(self._pool, row["account_id"])
+        return (account, row["session_id"], row["expires"]) if account else None
 
     async def delete(self, cookie: str) -> None:
         token = self._token(cookie)
@@ -117,11 +127,19 @@ class ApiKeys:
         return status.endswith(" 1")
 
     async def account(self, key: str) -> Account | None:
+        found = await self.lookup(key)
+        return found[0] if found else None
+
+    async def lookup(self, key: str) -> tuple[Account, UUID] | None:
+        """(account, key_id) of a valid key, marking it used."""
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
             return None
-        account_id = await self._pool.fetchval(
+        row = await self._pool.fetchrow(
             """UPDATE api_keys SET last_used = now()
-               WHERE key_hash = $1 AND revoked IS NULL RETURNING account_id""",
+               WHERE key_hash = $1 AND revoked IS NULL RETURNING account_id, key_id""",
             _hash(key),
         )
-        return await get_account(self._pool, account_id) if account_id else None
+        if row is None:
+            return None
+        account = await get_account(self._pool, row["account_id"])
+        return (account, row["key_id"]) if account else None

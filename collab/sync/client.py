@@ -52,10 +52,10 @@ class Client:
         self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
         return False
 
-    def close(self, code: int, reason: str = "") -> None:
+    def close(self, code: int, reason: str = "", drop: bool = False) -> None:
         if self.closed.is_set():
             return
-        self.outbox.close(code, reason)
+        self.outbox.close(code, reason, drop)
         if self.on_close is not None:
             self.on_close()
         # Closed from elsewhere (a broadcast found its queue full, shutdown): stop its
@@ -63,6 +63,11 @@ class Client:
         if self.reader is not None and self.reader is not asyncio.current_task():
             self.reader_cancelled = True
             self.reader.cancel()
+
+    def revoke(self, code: int, reason: str) -> None:
+        """Its credential or its access to the project is gone: close now, and drop what
+        is queued for it (updates it may no longer see)."""
+        self.close(code, reason, drop=True)
 
     def gone(self, code: int) -> None:
         """The client went away."""

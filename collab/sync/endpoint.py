@@ -12,6 +12,7 @@ from uuid import UUID
 from pycrdt import YMessageType, YSyncMessageType
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from collab.auth.revocation import Revocations, Watch
 from collab.db.errors import CLOSE_TRY_AGAIN, database_unavailable
 from collab.projects.store import role
 from collab.services import Services
@@ -62,6 +63,25 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
     except paths.BadPath as exc:
         await websocket.close(CLOSE_BAD_PATH, reason=str(exc))
         return
+    revocations: Revocations = services.extra["revocations"]
+    # Watched before membership is checked: a removal committed after the check reaches
+    # this connection, one committed before it is seen by the check.
+    watch = revocations.watch(identity, str(project_id))
+    try:
+        await _serve(websocket, services, manager, account, project_id, path, watch)
+    finally:
+        revocations.unwatch(watch)
+
+
+async def _serve(
+    websocket: WebSocket,
+    services: Services,
+    manager: RoomManager,
+    account: Any,
+    project_id: UUID,
+    path: str,
+    watch: Watch,
+) -> None:
     try:
         allowed = await may_open(services, account, project_id)
     except Exception as exc:
@@ -72,6 +92,9 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
         return
     if not allowed:
         await websocket.close(CLOSE_NO_ACCESS, reason="no such project, or not a member")
+        return
+    if watch.revoked:
+        await websocket.close(watch.code, reason=watch.reason)
         return
     try:
         room = await manager.open(project_id, path)
@@ -98,8 +121,11 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
     client.reader = asyncio.current_task()
     writer = client.outbox.start()
     try:
+        watch.set_closer(client.revoke)
         client.send(room.hello())
-        await _converse(websocket, room, client, acks, services.settings.sync_max_document_bytes)
+        await _converse(
+            websocket, room, client, acks, services.settings.sync_max_document_bytes, watch
+        )
     except asyncio.CancelledError:
         if not client.reader_cancelled:
             raise
@@ -117,13 +143,15 @@ async def yjs_endpoint(websocket: WebSocket) -> None:
 
 
 async def _converse(
-    websocket: WebSocket, room: Room, client: Client, acks: bool, max_bytes: int
+    websocket: WebSocket, room: Room, client: Client, acks: bool, max_bytes: int, watch: Watch
 ) -> None:
     while not client.closed.is_set():
         try:
             frame = await websocket.receive()
         except WebSocketDisconnect:
             return
+        if watch.revoked:
+            return  # arrived after the credential or the membership went: never applied
         if frame["type"] == "websocket.disconnect":
             client.gone(frame.get("code", 1000))
             return

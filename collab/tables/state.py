@@ -58,10 +58,15 @@ class Mirror:
         """A log row (all columns, JSON) -> the declared fields in wire form."""
         if raw is None:
             return None
-        fields = self.fields.get(table, {})
+        fields = self.fields.get(table)
+        if fields is None:
+            # A table no schema declares (sessions, api_keys) is logged only for the
+            # change hooks (revocation); they get the row as logged, secrets left out.
+            return dict(raw)
         row = {n: f.wire(raw.get(n)) for n, f in fields.items()}
-        # Membership and names are read from these whatever the schema declares.
-        for extra in ("project_id", "account_id", "role", "name"):
+        # Membership, names and admin rights are read from these whatever the schema
+        # declares.
+        for extra in ("project_id", "account_id", "role", "name", "is_admin"):
             if extra in raw and extra not in row:
                 row[extra] = str(raw[extra]) if extra.endswith("_id") else raw[extra]
         return row

@@ -60,6 +60,26 @@ def _detach_all(conn: Connection) -> None:
             terminal.detach(conn)
 
 
+def _project_lost(terminals: Terminals, project_id: str, account_id: str | None) -> None:
+    """An account (None: everyone) lost the project: its connections stop viewing the
+    project's terminals at once, and are told so after their last output frame."""
+    for conn, keys in list(_viewing.items()):
+        if account_id is not None and str(conn.account.account_id) != account_id:
+            continue
+        for key in [k for k in keys if str(k[0]) == project_id]:
+            keys.discard(key)
+            terminal = terminals.get(*key)
+            if terminal is None or not terminal.viewing(conn):
+                continue
+            terminal.detach(conn)
+            conn.send(
+                {
+                    "terminal": terminal.id,
+                    "error": {"code": "forbidden", "message": "you lost access to this project"},
+                }
+            )
+
+
 async def open_terminal(conn: Connection, args: dict[str, Any]) -> Any:
     _only(args, "rows", "cols")
     rows, cols = _size(args)
@@ -134,6 +154,9 @@ CALLS = {
 async def component(services: Services, api: Api) -> AsyncIterator[None]:
     terminals = Terminals(services.settings, lambda: services.extra.get("rooms"))
     services.extra["terminals"] = terminals
+    revocations = services.extra.get("revocations")
+    if revocations is not None:
+        revocations.on_project_lost(lambda p, a: _project_lost(terminals, p, a))
     for name, handler in CALLS.items():
         api.register_call(name, handler)
     terminals.start()

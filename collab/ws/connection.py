@@ -62,6 +62,15 @@ class Connection:
     def close(self, code: int = 1000) -> None:
         self.outbox.close(code)
 
+    def revoke(self, code: int, reason: str) -> None:
+        """What it was authenticated with is gone: close now, dropping what is queued."""
+        if not self.closed.is_set():
+            log.info(
+                "ws revoked",
+                extra={"event": "ws.revoked", "account_id": str(self.account.account_id)},
+            )
+        self.outbox.close(code, reason, drop=True)
+
     def disconnected(self, code: int) -> None:
         """The client went away: nothing more can be sent."""
         self.outbox.client_gone(code)

@@ -60,6 +60,8 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     if identity is None:
         return
     conn = Connection(websocket, identity, services)
+    watch = services.extra["revocations"].watch(identity)
+    watch.set_closer(conn.revoke)
     settings = services.settings
     in_flight = asyncio.Semaphore(settings.ws_max_in_flight)
     tasks: set[asyncio.Task[None]] = set()
@@ -79,6 +81,8 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     ) -> None:
         try:
             await after(previous)
+            if watch.revoked or conn.closed.is_set():
+                return  # read before the revocation arrived; never run
             result = await api.handle(conn, message)
             if isinstance(result, Reply):
                 conn.send({"id": msg_id, "result": result.result, **result.extra})
@@ -137,6 +141,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         if reader.done() and reader.exception() is not None:
             conn.disconnected(1006)
     finally:
+        services.extra["revocations"].unwatch(watch)
         for task in [reader, closed, *tasks]:
             task.cancel()
         conn.close(conn.close_code or 1000)

@@ -42,15 +42,19 @@ class Outbox:
         while self._queue.qsize() >= limit and not self.closed.is_set():  # noqa: ASYNC110
             await asyncio.sleep(0.005)
 
-    def close(self, code: int, reason: str = "") -> None:
+    def close(self, code: int, reason: str = "", drop: bool = False) -> None:
         """Close from the server side: the close frame follows what is queued, except for
         a slow consumer, whose queue is dropped (the writer may be stuck behind a full
-        socket, and nothing queued would reach it anyway)."""
+        socket, and nothing queued would reach it anyway), and with `drop` (a revoked
+        client: what is queued was meant for someone who may no longer see it)."""
         if self.closed.is_set():
             return
         self.close_code = code
         self.close_reason = reason[:120]
         self.closed.set()
+        if drop:
+            while not self._queue.empty():
+                self._queue.get_nowait()
         if code == CLOSE_SLOW_CONSUMER and self._writer is not None:
             if self._writer is not asyncio.current_task():
                 self._abandoned = True

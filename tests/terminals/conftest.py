@@ -22,6 +22,7 @@ class TermClient:
         self.conn = conn
         self.output: dict[str, str] = {}
         self.exits: dict[str, Any] = {}
+        self.errors: dict[str, Any] = {}
         self.frames = 0
         self._answers: dict[Any, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
@@ -38,6 +39,8 @@ class TermClient:
                     )
                 if "exit" in msg:
                     self.exits[msg["terminal"]] = msg["exit"]
+                if "error" in msg:
+                    self.errors[msg["terminal"]] = msg["error"]
             elif msg.get("id") in self._answers:
                 self._answers.pop(msg["id"]).set_result(msg)
 
