@@ -267,7 +267,7 @@ class Client:
                     if self._closed:
                         return
                     if self.revoked:
-                        raise self._lost() from None
+                        raise self._lost(None) from None
                     log.info("feed connection lost; resuming")
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.max_reconnect_delay)
