@@ -24,6 +24,7 @@ from collab.db import embedded, migrate, pool
 from collab.kernels.calls import component as kernels_component
 from collab.logs import RequestLog
 from collab.projects.lifecycle import lifecycle_component
+from collab.sandbox.service import sandbox_component
 from collab.services import Services
 from collab.sync.component import ROUTE as SYNC_ROUTE
 from collab.sync.component import sync_component
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 # rooms flush before the table engine stops.
 Component = Callable[[Services, Api], AbstractAsyncContextManager[None]]
 COMPONENTS: list[Component] = [
+    sandbox_component,
     tables_component,
     sync_component,
     kernels_component,

@@ -121,7 +121,12 @@ CALLS = {
 
 @contextlib.asynccontextmanager
 async def component(services: Services, api: Api) -> AsyncIterator[None]:
-    kernels = Kernels(services.settings, lambda: services.extra.get("rooms"), pool=services.pool)
+    kernels = Kernels(
+        services.settings,
+        lambda: services.extra.get("rooms"),
+        pool=services.pool,
+        sandbox=services.extra.get("sandbox"),
+    )
     services.extra["kernels"] = kernels
     for name, handler in CALLS.items():
         api.register_call(name, handler)
