@@ -25,7 +25,7 @@ from collab.sandbox.jail import Jail
 
 log = logging.getLogger(__name__)
 
-DISK_CHECK_SECONDS = 2.0
+DISK_CHECK_SECONDS = 0.5
 
 
 class SandboxError(RuntimeError):
