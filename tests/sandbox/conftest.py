@@ -120,14 +120,25 @@ async def wait_file(path: Path, timeout: float = 90) -> str:
 
 
 async def run_in_kernel(
-    server: Served, user: User, project: UUID, code: str, path: str = "run.ipynb"
+    server: Served,
+    user: User,
+    project: UUID,
+    code: str,
+    path: str = "run.ipynb",
+    memory_rooms: bool = True,
 ) -> None:
-    """Queue one cell in the project's notebook `path` (kernel started on demand)."""
-    rooms = server.services.extra.get("rooms")
-    if not isinstance(rooms, MemoryRooms):
-        rooms = MemoryRooms()
-        server.services.extra["rooms"] = rooms
-    await put_notebook(rooms, project, path, notebook([("c", code)]))
+    """Queue one cell `c` in the project's notebook `path` (kernel started on demand):
+    in an in-memory room, or (memory_rooms=False) the real rooms, from a file on disk."""
+    if memory_rooms:
+        rooms = server.services.extra.get("rooms")
+        if not isinstance(rooms, MemoryRooms):
+            rooms = MemoryRooms()
+            server.services.extra["rooms"] = rooms
+        await put_notebook(rooms, project, path, notebook([("c", code)]))
+    else:
+        file = project_dir(server, project) / path
+        if not await asyncio.to_thread(file.exists):
+            await asyncio.to_thread(file.write_text, json.dumps(notebook([("c", code)])))
     async with ws_connect(server, user.key) as ws:
         answer = await ws.call(
             "kernel.execute", {"project_id": str(project), "path": path, "cell_ids": ["c"]}
