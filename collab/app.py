@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 # rooms flush before the table engine stops.
 Component = Callable[[Services, Api], AbstractAsyncContextManager[None]]
 COMPONENTS: list[Component] = [
-    sandbox_component,
     tables_component,
+    sandbox_component,
     sync_component,
     kernels_component,
     terminals_component,

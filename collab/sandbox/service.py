@@ -230,9 +230,11 @@ class Sandbox:
 
     async def remove_project(self, project_id: UUID, directory: Path) -> None:
         """Kill what the project runs, remove its cgroups, OS user and files."""
+        if self.root and not self.cgroups.bases:
+            self.cgroups = await asyncio.to_thread(Cgroups.discover)
         if self.cgroups.bases:
             await asyncio.to_thread(self.cgroups.remove, str(project_id))
-        if self.root and self.mode == "bwrap":
+        if self.root:
             await asyncio.to_thread(users.remove, project_id)
         await asyncio.to_thread(shutil.rmtree, directory, True)
         self._adopted.discard(project_id)
@@ -259,11 +261,17 @@ def _probe(root: bool) -> str | None:
 
 @contextlib.asynccontextmanager
 async def sandbox_component(services: Any, api: Any) -> AsyncIterator[None]:
-    """Starts before kernels and terminals, which take it from services.extra."""
+    """Starts after the tables (it hears of deleted projects) and before kernels and
+    terminals, which take it from services.extra."""
+    from collab.sandbox.admin import on_deleted
+
     sandbox = Sandbox(services.settings, services.pool)
     sandbox.start()
     sandbox.start_watch()
     services.extra["sandbox"] = sandbox
+    tables = services.extra.get("tables")
+    if tables is not None:
+        tables.on_change("projects", on_deleted(services, sandbox))
     try:
         yield
     finally:

@@ -144,6 +144,10 @@ class Terminals:
         terminal.kill()
         return True
 
+    def kill_project(self, project_id: UUID) -> None:
+        for key in [k for k in self._terminals if k[0] == project_id]:
+            self.kill(*key)
+
     def reap(self) -> list[Key]:
         now = time.monotonic()
         idle = [
