@@ -4,6 +4,7 @@ deleting a project: its processes, OS user and files go."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import pwd
@@ -85,7 +86,8 @@ async def test_deleting_a_project_removes_its_processes_user_and_files() -> None
         await wait_for(lambda: _processes(uid), what="project processes")
         folder = project_dir(server, project)
         data_dir = server.services.settings.data_dir
-        done = subprocess.run(
+        done = await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, "-m", "collab.cli", "project", "delete", str(project)],
             env={
                 **os.environ,
