@@ -91,6 +91,7 @@ class LocalBackend:
         startup_timeout: float = 60,
         jail: Callable[[], Awaitable[Jail]] | None = None,
         on_exit: Callable[[], None] | None = None,
+        oom_kills: Callable[[], int] | None = None,
     ) -> None:
         self.kernel_name = kernel_name
         self.cwd = cwd
@@ -99,6 +100,9 @@ class LocalBackend:
         # The project's sandbox, prepared at each start (None: a plain local process).
         self._jail = jail
         self._on_exit = on_exit
+        # The project's count of processes killed for its memory limit (cgroups).
+        self._oom_kills = oom_kills
+        self._oom_before = 0
         self._folder: Path | None = None
         self._km: AsyncKernelManager | None = None
         self._kc: Any = None
@@ -109,6 +113,8 @@ class LocalBackend:
     async def start(self, on_message: OnMessage) -> None:
         jail = await self._jail() if self._jail is not None else None
         self._exit_pending = self._on_exit is not None
+        if self._oom_kills is not None:
+            self._oom_before = self._oom_kills()
         km = _JailedKernelManager(kernel_name=self.kernel_name)
         # A graceful shutdown that takes longer than this is finished with SIGKILL.
         km.shutdown_wait_time = 3.0
@@ -180,6 +186,12 @@ class LocalBackend:
                 on_message(channel, msg)
             except Exception:
                 log.exception("handling a kernel message failed")
+
+    def death_reason(self) -> str | None:
+        """Why the kernel died, when the machine says: the project's memory limit."""
+        if self._oom_kills is not None and self._oom_kills() > self._oom_before:
+            return "out of memory: the project's memory limit was reached"
+        return None
 
     def execute(self, code: str) -> str:
         msg_id: str = self._kc.execute(code, store_history=True, allow_stdin=True)

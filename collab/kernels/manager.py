@@ -84,6 +84,7 @@ class Kernels:
             s.kernel_memory_limit,
             jail=jail,
             on_exit=lambda: sandbox.ended(project_id),
+            oom_kills=lambda: sandbox.oom_kills(project_id),
         )
 
     # -- lifecycle -------------------------------------------------------------------

@@ -54,6 +54,7 @@ async def test_a_memory_hog_is_killed_and_reported_dead_while_others_answer() ->
         doc = server.services.extra["rooms"].rooms[(hog, "hog.ipynb")].doc
         errors = [o for o in cells(doc)["c"]["outputs"] if o["output_type"] == "error"]
         assert errors and errors[0]["ename"] == "KernelDied", cells(doc)["c"]["outputs"]
+        assert "out of memory" in errors[0]["evalue"]
         assert server.services.extra["sandbox"].oom_kills(hog) >= 1
         await _answers(server)
         await _kernel_prints(server, user, other, "print('after', 6 * 7)", "after 42")
