@@ -11,7 +11,7 @@ import resource
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
@@ -55,6 +55,8 @@ class Jail:
     runtime: Path = Path(tempfile.gettempdir())
     # (host file, path inside): the project's own /etc/passwd and /etc/group
     etc_files: tuple[tuple[Path, str], ...] = ()
+    # The server's Python and virtualenv, shown read-only: kernels start with them.
+    python_paths: tuple[str, ...] = field(default_factory=lambda: tuple(_python_paths()))
 
     @property
     def home(self) -> str:
@@ -88,7 +90,7 @@ class Jail:
         for host, inside in self.etc_files:
             args += ["--ro-bind", str(host), inside]
         made: set[str] = set()
-        for folder in [*_python_paths(), *self.ro_paths]:
+        for folder in [*self.python_paths, *self.ro_paths]:
             if os.path.exists(folder) and not _under(folder, "/usr"):
                 args += [*_parents(folder, made), "--ro-bind", folder, folder]
         args += ["--proc", "/proc", "--dev", "/dev"]
