@@ -94,6 +94,8 @@ class Jail:
             if os.path.exists(folder) and not _under(folder, "/usr"):
                 args += [*_parents(folder, made), "--ro-bind", folder, folder]
         args += ["--proc", "/proc", "--dev", "/dev"]
+        # Shared memory (multiprocessing's semaphores), private and as bounded as /tmp.
+        args += ["--perms", "1777", "--size", str(self.tmp_bytes), "--tmpfs", "/dev/shm"]
         args += ["--perms", "1777", "--size", str(self.tmp_bytes), "--tmpfs", "/tmp"]
         args += ["--dir", "/var", "--symlink", "../tmp", "/var/tmp"]
         args += [*_parents(HOME, made), "--bind", str(self.directory), HOME, "--chdir", HOME]
