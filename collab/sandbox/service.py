@@ -43,11 +43,18 @@ class Sandbox:
         self.limits = Limits(
             settings.sandbox_memory_bytes, settings.sandbox_pids, settings.sandbox_cpu_weight
         )
-        self.runtime = Path(tempfile.mkdtemp(prefix="collab-run-"))
+        self._runtime: Path | None = None
         self._adopted: set[UUID] = set()
         self._active: dict[UUID, int] = {}  # live processes per project, for the disk watch
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
+
+    @property
+    def runtime(self) -> Path:
+        """This process's directory of kernels' connection files and sockets (0700)."""
+        if self._runtime is None:
+            self._runtime = Path(tempfile.mkdtemp(prefix="collab-run-"))
+        return self._runtime
 
     # -- start and stop --------------------------------------------------------------
 
@@ -108,7 +115,8 @@ class Sandbox:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        await asyncio.to_thread(shutil.rmtree, self.runtime, True)
+        if self._runtime is not None:
+            await asyncio.to_thread(shutil.rmtree, self._runtime, True)
 
     # -- jails -----------------------------------------------------------------------
 
