@@ -72,3 +72,18 @@ def test_without_root_a_user_namespace_gives_the_same_view() -> None:
     system = {"bin", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "proc", "sbin"}
     assert set(lines[5].split()) <= system | {"tmp", "usr", "var"}, lines[5]
     assert lines[-1] == "no-net"
+
+
+def test_the_start_up_line_says_which_isolation_and_limits_are_in_force(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    sandbox = Sandbox(sandbox_settings(tmp_path, "bwrap", sandbox_pids=77))
+    sandbox.start()
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("sandbox "))
+    assert "namespaces mount, pid, ipc, uts, net" in line
+    assert "open files 1024" in line
+    if os.geteuid() == 0:
+        assert "per-project users" in line and "processes 77 (cgroup v" in line
+    else:
+        assert "NOT in force" in line
