@@ -1,7 +1,7 @@
 """Kernel execution through the server against a direct jupyter-client baseline, measured
 in the same run. Prints a table.
 
-    .venv/bin/python bench/kernels.py [--runs 50] [--seconds 3]
+    .venv/bin/python bench/kernels.py [--runs 50] [--seconds 3] [--only-sandbox]
 
 The server runs as `collab serve` in its own process; clients are real y-websocket
 connections to /yjs (pycrdt's sync helpers) and a /ws connection for the calls.
@@ -12,6 +12,8 @@ connections to /yjs (pycrdt's sync helpers) and a /ws connection for the calls.
 - a million-line print: /healthz latency while it runs, and what the cap keeps.
 - fan-out: a cell streaming 1000 messages/s watched by 1, 10, 50 clients (server CPU,
   bytes per client, lag of the last client behind the first at the end of the cell).
+- sandbox: kernel start and `pass` through a server with `sandbox = "bwrap"` against one
+  with `--no-sandbox`, side by side (a second table).
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(data_dir: Path, url: str) -> AsyncIterator[tuple[int, int]]:
+async def serve(data_dir: Path, url: str, *flags: str) -> AsyncIterator[tuple[int, int]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")}
     cmd = [sys.executable, "-m", "collab.cli", "serve", "--data-dir", str(data_dir)]
-    cmd += ["--database-url", url, "--port", str(port)]
+    cmd += ["--database-url", url, "--port", str(port), *flags]
     proc = await asyncio.create_subprocess_exec(
         *cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -179,14 +181,113 @@ async def direct(runs: int, cwd: Path) -> dict[str, Any]:
     return out
 
 
+async def _bench_project(port: int, url: str, data: Path, name: str) -> tuple[UUID, str]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        r = await http.post(
+            "/api/auth/signup",
+            json={"email": f"{name}@example.com", "password": "correct horse battery"},
+        )
+        account = UUID(r.json()["account_id"])
+        key = (await http.post("/api/auth/keys", json={"name": "bench"})).json()["key"]
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    project = await store.create_project(pool, data / "projects", account)
+    await pool.close()
+    return project, key
+
+
+async def sandbox_cost(url: str, root: Path, runs: int, starts: int) -> dict[str, Any]:
+    """Kernel starts (first cell of a fresh notebook, each its own kernel) and `pass`
+    through two servers, `sandbox = "bwrap"` and `--no-sandbox`, run side by side and
+    measured in turns so that the machine's load falls on both alike."""
+    modes = {"bwrap": (), "none": ("--no-sandbox",)}
+    out: dict[str, dict[str, list[float]]] = {m: {"start": [], "pass": []} for m in modes}
+    async with contextlib.AsyncExitStack() as stack:
+        ends: dict[str, Any] = {}
+        for mode, flags in modes.items():
+            data = root / f"data-{mode}"
+            port, _ = await stack.enter_async_context(serve(data, url, *flags))
+            project, key = await _bench_project(port, url, data, mode)
+            conn = await stack.enter_async_context(
+                websockets.connect(
+                    f"ws://127.0.0.1:{port}/ws",
+                    additional_headers={"Authorization": f"Bearer {key}"},
+                    max_size=None,
+                )
+            )
+            yjs = f"ws://127.0.0.1:{port}/yjs/{project}/{{path}}?token={key}"
+            ends[mode] = (Ws(conn), project, data / "projects" / str(project), yjs)
+
+        async def cell(mode: str, path: str, times: int) -> list[float]:
+            ws, project, directory, yjs = ends[mode]
+            if times == 1 or not (directory / path).exists():
+                write_notebook(directory / path, [("p", "pass")])
+            args = {"project_id": str(project), "path": path, "cell_ids": ["p"]}
+            took = []
+            async with viewers(yjs.format(path=path), 1) as (viewer,):
+                for n in range(times):
+                    t = time.perf_counter()
+                    await ws.call("kernel.execute", args)
+                    await until(lambda n=n: cell_done(viewer.doc, "p", n + 1))
+                    took.append(time.perf_counter() - t)
+            await ws.call("kernel.shutdown", {"project_id": str(project), "path": path})
+            return took
+
+        for i in range(starts + 1):  # the first start of each warms the page cache
+            for mode in modes:
+                took = await cell(mode, f"s{i}.ipynb", 1)
+                if i:
+                    out[mode]["start"] += took
+        for mode in modes:
+            out[mode]["pass"] = (await cell(mode, "pass.ipynb", runs + 1))[1:]
+    if os.geteuid() == 0:
+        from collab.sandbox import users
+
+        users.remove(ends["bwrap"][1])
+    return out
+
+
+def sandbox_rows(cost: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    jail, bare = cost["bwrap"], cost["none"]
+    start_j, start_b = pct(jail["start"], 0.5), pct(bare["start"], 0.5)
+    return [
+        (
+            f"kernel start, first cell (median of {len(jail['start'])})",
+            f"{start_j:.0f} ms",
+            f"{start_b:.0f} ms",
+            f"{start_j / start_b:.2f} x",
+        ),
+        (
+            "`pass` p50 / p95",
+            f"{pct(jail['pass'], 0.5):.1f} / {pct(jail['pass'], 0.95):.1f} ms",
+            f"{pct(bare['pass'], 0.5):.1f} / {pct(bare['pass'], 0.95):.1f} ms",
+            f"{pct(jail['pass'], 0.5) - pct(bare['pass'], 0.5):+.2f} ms at p50",
+        ),
+    ]
+
+
+def table(head: tuple[str, ...], rows: list[tuple[str, str, str, str]]) -> None:
+    widths = [max(len(r[i]) for r in [*rows, head]) for i in range(4)]
+    for r in (head, tuple("-" * w for w in widths), *rows):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+
+
+SANDBOX_HEAD = ("measure", "sandbox = bwrap", "sandbox = none", "bwrap against none")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=3)
+    parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--only-sandbox", action="store_true")
     opts = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="collab-bench-kernels-"))
     url = await asyncio.to_thread(embedded.start, root / "pg", delete_on_exit=True)
     await migrate.migrate(url)
+    cost = await sandbox_cost(url, root, opts.runs, opts.starts)
+    if opts.only_sandbox:
+        table(SANDBOX_HEAD, sandbox_rows(cost))
+        return
     rows: list[tuple[str, str, str, str]] = []
     async with serve(root / "data", url) as (port, pid):
         server = psutil.Process(pid)
@@ -313,9 +414,9 @@ async def main() -> None:
                     )
                 )
                 await ws.call("kernel.shutdown", {"project_id": str(project), "path": path})
-    widths = [max(len(r[i]) for r in [*rows, HEAD]) for i in range(4)]
-    for r in (HEAD, tuple("-" * w for w in widths), *rows):
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    table(HEAD, rows)
+    print()
+    table(SANDBOX_HEAD, sandbox_rows(cost))
 
 
 HEAD = ("measure", "collab (server → a client's document)", "direct jupyter-client", "added")

@@ -25,6 +25,7 @@ from collab.db import embedded, migrate, pool
 from collab.kernels.calls import component as kernels_component
 from collab.logs import RequestLog
 from collab.projects.lifecycle import lifecycle_component
+from collab.sandbox.service import sandbox_component
 from collab.services import Services
 from collab.sync.component import ROUTE as SYNC_ROUTE
 from collab.sync.component import sync_component
@@ -42,6 +43,7 @@ Component = Callable[[Services, Api], AbstractAsyncContextManager[None]]
 COMPONENTS: list[Component] = [
     tables_component,
     revocation_component,
+    sandbox_component,
     sync_component,
     kernels_component,
     terminals_component,

@@ -14,6 +14,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import collab
 
@@ -64,8 +65,23 @@ def _tool(name: str, server_major: int) -> str:
     raise BackupError(f"no {name} for PostgreSQL {server_major} or newer found")
 
 
-def _run(args: list[str]) -> None:
-    done = subprocess.run(args, capture_output=True, text=True)
+def _without_password(database_url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its password, and an environment that carries the password:
+    a password on a command line is visible to every process on the host (`ps`)."""
+    parts = urlsplit(database_url)
+    env = dict(os.environ)
+    if parts.password is None:
+        return database_url, env
+    env["PGPASSWORD"] = unquote(parts.password)
+    userinfo = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}" if userinfo else host)), env
+
+
+def _run(args: list[str], database_url: str) -> None:
+    """Run a libpq tool with `--dbname` of `database_url`, its password in the environment."""
+    url, env = _without_password(database_url)
+    done = subprocess.run([*args, f"--dbname={url}"], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise BackupError(f"{Path(args[0]).name} failed: {done.stderr.strip()[-2000:]}")
 
@@ -96,8 +112,8 @@ def backup(
                 "--no-owner",
                 *(f"--exclude-table-data={table}" for table in TRANSIENT_TABLES),
                 f"--file={dump}",
-                f"--dbname={database_url}",
-            ]
+            ],
+            database_url,
         )
         manifest = {
             "format": FORMAT,
@@ -149,7 +165,8 @@ def restore(
         tar.extractall(tmp, filter="data")
         _run(
             [_tool("pg_restore", server_major), "--no-owner", "--single-transaction", "--exit-on-error",
-             f"--dbname={database_url}", str(Path(tmp) / "database.dump")]
+             str(Path(tmp) / "database.dump")],
+            database_url,
         )  # fmt: skip
         secret = Path(tmp) / "secret"
         if secret_file is not None and secret.is_file():

@@ -1,4 +1,5 @@
-"""The `collab` command: serve, migrate, backup, restore, user create."""
+"""The `collab` command: serve, migrate, backup, restore, user create, project network and
+project delete."""
 
 from __future__ import annotations
 
@@ -17,12 +18,15 @@ from collab.preflight import DataDirLock, StartupError, bind, check_database, ch
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    no_sandbox = getattr(args, "no_sandbox", False)
     return load_settings(
         config_file=args.config,
         data_dir=getattr(args, "data_dir", None),
         database_url=getattr(args, "database_url", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        sandbox="none" if no_sandbox else None,
+        sandbox_allow_none=True if no_sandbox else None,
     )
 
 
@@ -172,6 +176,31 @@ def user_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def project_cmd(args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from collab.db.pool import create_pool
+    from collab.sandbox import admin
+
+    project_id = UUID(args.project_id)
+    settings = _settings(args)
+
+    async def run() -> bool:
+        pool = await create_pool(await _with_database(settings), 1, 2)
+        try:
+            if args.project_command == "network":
+                return await admin.set_network(pool, project_id, args.state == "on")
+            return await admin.delete_project(pool, settings, project_id)
+        finally:
+            await pool.close()
+
+    if not asyncio.run(run()):
+        print(f"error: no project {project_id}", file=sys.stderr)
+        return 1
+    print(f"project {project_id}: {args.project_command} done")
+    return 0
+
+
 async def _server_major(url: str) -> int:
     import asyncpg
 
@@ -274,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run project code as the server itself (one trusted user only; logs a warning)",
+    )
     p.set_defaults(func=serve)
 
     p = sub.add_parser("migrate", help="apply pending database migrations")
@@ -300,6 +334,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--name")
     c.add_argument("--admin", action="store_true")
     c.set_defaults(func=user_create)
+
+    p = sub.add_parser("project", help="admin operations on projects")
+    project_sub = p.add_subparsers(dest="project_command", required=True)
+    c = project_sub.add_parser("network", help="allow or forbid a project's network")
+    common(c)
+    c.add_argument("project_id")
+    c.add_argument("state", choices=["on", "off"])
+    c.set_defaults(func=project_cmd)
+    c = project_sub.add_parser("delete", help="delete a project, its OS user and its files")
+    common(c)
+    c.add_argument("project_id")
+    c.set_defaults(func=project_cmd)
     return parser
 
 

@@ -56,6 +56,22 @@ class Settings:
     terminal_rate_bytes: int = 256 * 1024
     terminal_idle_seconds: int = 3600
     terminals_per_project: int = 10
+    # Sandboxes (collab/sandbox, docs/operations.md): how kernels and terminals run.
+    # "bwrap" (namespaces, per-project users, cgroup limits) or "none", which is refused
+    # unless sandbox_allow_none is also set.
+    sandbox: str = "bwrap"
+    sandbox_allow_none: bool = False
+    sandbox_memory_bytes: int = 2 * 1024 * 1024 * 1024
+    sandbox_pids: int = 512
+    sandbox_cpu_weight: int = 100
+    sandbox_open_files: int = 1024
+    sandbox_tmp_bytes: int = 256 * 1024 * 1024
+    sandbox_uid_min: int = 200000
+    sandbox_uid_max: int = 299999
+    # Policy: network for every project (else only for projects an admin allowed).
+    sandbox_network_all: bool = False
+    # Extra host paths shown read-only in every sandbox (e.g. /opt/conda).
+    sandbox_ro_paths: tuple[str, ...] = ()
     # Project lifecycle (docs/operations.md).
     project_idle_seconds: int = 3600
     project_disk_quota_bytes: int = 1024 * 1024 * 1024

@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,22 @@ from collab.config import Settings
 from collab.db import embedded, migrate
 
 _counter = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _project_users() -> Iterator[None]:
+    """Projects' OS users that sandboxed tests made (as root) are removed at the end."""
+    import pwd
+
+    from collab.sandbox import users
+
+    before = {e.pw_name for e in pwd.getpwall()}
+    yield
+    if os.geteuid() == 0:
+        for entry in pwd.getpwall():
+            if entry.pw_name.startswith(users.PREFIX) and entry.pw_name not in before:
+                with contextlib.suppress(Exception):
+                    subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,9 @@
 """Kernel backends: the process (or remote kernel) behind one session. `LocalBackend`
-runs a kernel with jupyter-client in the project directory under an address-space limit;
-`collab.kernels.gateway.GatewayBackend` runs it on a Jupyter Kernel Gateway."""
+runs a kernel with jupyter-client in the project directory under an address-space limit,
+inside the project's sandbox when given one (collab/sandbox): then the kernel talks ZeroMQ
+over Unix sockets in a directory only its sandbox sees, since a sandbox without network
+has no TCP port the server could reach. `collab.kernels.gateway.GatewayBackend` runs it
+on a Jupyter Kernel Gateway."""
 
 from __future__ import annotations
 
@@ -9,11 +12,14 @@ import contextlib
 import logging
 import os
 import resource
-from collections.abc import Callable
+import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from jupyter_client.manager import AsyncKernelManager
+
+from collab.sandbox.jail import Jail
 
 log = logging.getLogger(__name__)
 
@@ -50,27 +56,95 @@ def _address_space_limit(limit: int) -> Callable[[], None]:
     return apply
 
 
+class _JailedKernelManager(AsyncKernelManager):
+    """Starts the kernelspec's command inside the jail."""
+
+    jail: Jail | None = None
+    binds: list[Path] = []
+
+    def write_connection_file(self, **kwargs: Any) -> None:
+        super().write_connection_file(**kwargs)
+        jail = self.jail
+        if jail is not None and jail.isolated and jail.uid is not None:
+            # Written 0600 by the server; the kernel reads it as the project's user.
+            os.chown(self.connection_file, jail.uid, jail.gid if jail.gid is not None else -1)
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd: list[str] = super().format_kernel_cmd(extra_arguments)
+        return self.jail.command(cmd, binds=self.binds) if self.jail is not None else cmd
+
+
+def _preexec(*steps: Callable[[], None]) -> Callable[[], None]:
+    def apply() -> None:
+        for step in steps:
+            step()
+
+    return apply
+
+
 class LocalBackend:
     def __init__(
-        self, kernel_name: str, cwd: Path, memory_limit: int, startup_timeout: float = 60
+        self,
+        kernel_name: str,
+        cwd: Path,
+        memory_limit: int,
+        startup_timeout: float = 60,
+        jail: Callable[[], Awaitable[Jail]] | None = None,
+        on_exit: Callable[[], None] | None = None,
+        oom_kills: Callable[[], int] | None = None,
     ) -> None:
         self.kernel_name = kernel_name
         self.cwd = cwd
         self.memory_limit = memory_limit
         self.startup_timeout = startup_timeout
+        # The project's sandbox, prepared at each start (None: a plain local process).
+        self._jail = jail
+        self._on_exit = on_exit
+        # The project's count of processes killed for its memory limit (cgroups).
+        self._oom_kills = oom_kills
+        self._oom_before = 0
+        self._folder: Path | None = None
         self._km: AsyncKernelManager | None = None
         self._kc: Any = None
         self._readers: list[asyncio.Task[None]] = []
         self._on_message: OnMessage = lambda channel, msg: None
+        self._exit_pending = False
 
     async def start(self, on_message: OnMessage) -> None:
-        km = AsyncKernelManager(kernel_name=self.kernel_name)
+        jail = await self._jail() if self._jail is not None else None
+        self._exit_pending = self._on_exit is not None
+        if self._oom_kills is not None:
+            self._oom_before = self._oom_kills()
+        km = _JailedKernelManager(kernel_name=self.kernel_name)
         # A graceful shutdown that takes longer than this is finished with SIGKILL.
         km.shutdown_wait_time = 3.0
         kwargs: dict[str, Any] = {"cwd": str(self.cwd), "env": process_environment()}
+        steps: list[Callable[[], None]] = []
+        if jail is not None:
+            folder = self._folder = await asyncio.to_thread(jail.private_dir, "k-")
+            km.connection_file = str(folder / "kernel.json")
+            km.jail = jail
+            if jail.isolated:
+                km.transport = "ipc"
+                km.ip = str(folder / "k")
+                km.binds = [folder]
+                await asyncio.to_thread(jail.make_dirs, ".ipython/profile_default")
+                kwargs["cwd"] = "/"
+                # A SIGINT to the process group would end bwrap itself, and the sandbox
+                # with it: interrupts go as a message on the control channel instead.
+                if km.kernel_spec is not None:
+                    km.kernel_spec.interrupt_mode = "message"
+            kwargs["env"] = jail.environment()
+            steps.append(jail.preexec)
         if self.memory_limit > 0:
-            kwargs["preexec_fn"] = _address_space_limit(self.memory_limit)
-        await km.start_kernel(**kwargs)
+            steps.append(_address_space_limit(self.memory_limit))
+        if steps:
+            kwargs["preexec_fn"] = _preexec(*steps)
+        try:
+            await km.start_kernel(**kwargs)
+        except BaseException:
+            self._ended()
+            raise
         self._km = km
         kc = km.client()
         kc.start_channels()
@@ -113,6 +187,12 @@ class LocalBackend:
             except Exception:
                 log.exception("handling a kernel message failed")
 
+    def death_reason(self) -> str | None:
+        """Why the kernel died, when the machine says: the project's memory limit."""
+        if self._oom_kills is not None and self._oom_kills() > self._oom_before:
+            return "out of memory: the project's memory limit was reached"
+        return None
+
     def execute(self, code: str) -> str:
         msg_id: str = self._kc.execute(code, store_history=True, allow_stdin=True)
         return msg_id
@@ -149,6 +229,18 @@ class LocalBackend:
                     await km.shutdown_kernel(now=False)
                 else:
                     await km.shutdown_kernel(now=True)
+        self._ended()
+
+    def _ended(self) -> None:
+        self._remove_folder()
+        if self._on_exit is not None and self._exit_pending:
+            self._exit_pending = False
+            self._on_exit()
+
+    def _remove_folder(self) -> None:
+        folder, self._folder = self._folder, None
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     async def is_alive(self) -> bool:
         return self._km is not None and bool(await self._km.is_alive())

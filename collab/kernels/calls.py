@@ -128,6 +128,7 @@ async def component(services: Services, api: Api) -> AsyncIterator[None]:
         lambda: services.extra.get("rooms"),
         pool=services.pool,
         database_url=services.database_url,
+        sandbox=services.extra.get("sandbox"),
     )
     services.extra["kernels"] = kernels
     for name, handler in CALLS.items():

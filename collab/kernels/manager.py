@@ -18,6 +18,7 @@ from collab.db.liveness import Liveness
 from collab.errors import ApiError
 from collab.kernels.backend import Backend, LocalBackend
 from collab.kernels.session import KernelSession
+from collab.sandbox.service import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,12 @@ class Kernels:
         make_backend: Callable[[str, Path], Backend] | None = None,
         pool: Any = None,
         database_url: str | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.settings = settings
+        # Every local kernel runs in its project's sandbox; one is made if none is given.
+        self._own_sandbox = sandbox is None
+        self.sandbox = sandbox or Sandbox(settings, pool)
         self._rooms = rooms
         # The `kernels` table (migrations/0004, schema/kernels.toml): status changes are
         # written in order by one task, and its changefeed tells every member.
@@ -53,7 +58,7 @@ class Kernels:
         self._liveness = Liveness(database_url, "collab-kernel-host") if database_url else None
         self._statuses: asyncio.Queue[tuple[UUID, str, str, str] | None] = asyncio.Queue()
         self._status_writer: asyncio.Task[None] | None = None
-        self._make_backend = make_backend or self._default_backend
+        self._make_backend = make_backend
         self._sessions: dict[Key, tuple[KernelSession, Any]] = {}
         # Shutdowns under way: a second caller waits for the first instead of finding
         # nothing to do and reporting the kernel gone while it is still stopping.
@@ -63,13 +68,29 @@ class Kernels:
         self._locks: dict[UUID, asyncio.Lock] = {}
         self._culler: asyncio.Task[None] | None = None
 
-    def _default_backend(self, kernel_name: str, cwd: Path) -> Backend:
+    def _backend(self, project_id: UUID, kernel_name: str, cwd: Path) -> Backend:
+        if self._make_backend is not None:
+            return self._make_backend(kernel_name, cwd)
         s = self.settings
         if s.kernel_gateway_url:
             from collab.kernels.gateway import GatewayBackend
 
             return GatewayBackend(s.kernel_gateway_url, kernel_name, s.kernel_gateway_token)
-        return LocalBackend(kernel_name, cwd, s.kernel_memory_limit)
+        sandbox = self.sandbox
+
+        async def jail() -> Any:
+            made = await sandbox.jail(project_id, cwd)
+            sandbox.started(project_id)
+            return made
+
+        return LocalBackend(
+            kernel_name,
+            cwd,
+            s.kernel_memory_limit,
+            jail=jail,
+            on_exit=lambda: sandbox.ended(project_id),
+            oom_kills=lambda: sandbox.oom_kills(project_id),
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -93,6 +114,8 @@ class Kernels:
             await self._status_writer
         if self._liveness is not None:
             await self._liveness.close()
+        if self._own_sandbox:
+            await self.sandbox.close()
 
     @property
     def host(self) -> str | None:
@@ -185,7 +208,7 @@ class Kernels:
             s = self.settings
             session = KernelSession(
                 room.doc,
-                lambda name: self._make_backend(name, directory),
+                lambda name: self._backend(project_id, name, directory),
                 default_kernel=s.kernel_default_name,
                 max_output_bytes=s.kernel_max_output_bytes,
                 max_outputs=s.kernel_max_outputs,

@@ -295,7 +295,11 @@ class KernelSession:
             self._set_status(DEAD)
             self._drop_queue()
             if self._run_now is not None:
-                self._run_now.abort("the kernel died; the next execution starts a new one")
+                why = getattr(backend, "death_reason", lambda: None)()
+                self._run_now.abort(
+                    f"the kernel died{f' ({why})' if why else ''}; the next execution "
+                    "starts a new one"
+                )
             async with self._lock:
                 if self._backend is backend:
                     await self._stop_backend()

@@ -36,12 +36,30 @@ def stat_mode(path: Path) -> int | None:
         return None
 
 
+def _make_parents(folder: Path) -> None:
+    """mkdir -p; as root, each new directory belongs to the owner of the one above it."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            owner = os.lstat(new.parent)
+            os.lchown(new, owner.st_uid, owner.st_gid)
+
+
 def write_atomic(path: Path, data: bytes) -> tuple[int, int] | None:
     """Replace the file's content in one rename, so a reader (a kernel, git, a crash)
     sees the old file or the new one, never half of one. Returns the new stat."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parents(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if os.geteuid() == 0:
+            # A server running as root keeps the file the project's own user's (the
+            # sandbox's), so its kernels and shells can still write it.
+            owner = os.lstat(path if os.path.lexists(path) else path.parent)
+            os.fchown(fd, owner.st_uid, owner.st_gid)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -152,7 +152,11 @@ CALLS = {
 
 @contextlib.asynccontextmanager
 async def component(services: Services, api: Api) -> AsyncIterator[None]:
-    terminals = Terminals(services.settings, lambda: services.extra.get("rooms"))
+    terminals = Terminals(
+        services.settings,
+        lambda: services.extra.get("rooms"),
+        sandbox=services.extra.get("sandbox"),
+    )
     services.extra["terminals"] = terminals
     revocations = services.extra.get("revocations")
     if revocations is not None:

@@ -19,6 +19,7 @@ from pycrdt import Map
 from collab.config import Settings
 from collab.errors import ApiError
 from collab.kernels.manager import open_room
+from collab.sandbox.service import Sandbox
 from collab.terminals.pty import Terminal
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,12 @@ class Terminals:
         settings: Settings,
         rooms: Callable[[], Any] = lambda: None,
         reap_interval: float = 60,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.settings = settings
+        # Every shell runs in its project's sandbox; one is made if none is given.
+        self._own_sandbox = sandbox is None
+        self.sandbox = sandbox or Sandbox(settings)
         self.reap_interval = reap_interval
         self._rooms = rooms
         self._terminals: dict[Key, Terminal] = {}
@@ -53,6 +58,8 @@ class Terminals:
             self.kill(*key)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._own_sandbox:
+            await self.sandbox.close()
 
     def get(self, project_id: UUID, path: str) -> Terminal | None:
         return self._terminals.get((project_id, path))
@@ -73,7 +80,10 @@ class Terminals:
         if not os.access(shell, os.X_OK):
             shell = "/bin/sh"
 
+        jail = await self.sandbox.jail(project_id, directory)
+
         def gone(t: Terminal) -> None:
+            self.sandbox.ended(project_id)
             if self._terminals.get(key) is t:
                 del self._terminals[key]
             room = self._docs.pop(t, None)
@@ -89,11 +99,13 @@ class Terminals:
             rate_bytes=self.settings.terminal_rate_bytes,
             on_exit=gone,
             on_change=self._publish,
+            jail=jail,
         )
         rooms = self._rooms()
         room = await open_room(rooms, project_id, path) if rooms is not None else None
         try:
             terminal.start()
+            self.sandbox.started(project_id)
         except BaseException:
             if room is not None:
                 await rooms.close(room)
@@ -131,6 +143,10 @@ class Terminals:
             return False
         terminal.kill()
         return True
+
+    def kill_project(self, project_id: UUID) -> None:
+        for key in [k for k in self._terminals if k[0] == project_id]:
+            self.kill(*key)
 
     def reap(self) -> list[Key]:
         now = time.monotonic()

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from collab.kernels.backend import process_environment
+from collab.sandbox.jail import Jail
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,11 @@ class Terminal:
         rate_bytes: int = 256 * 1024,
         on_exit: Callable[[Terminal], None] | None = None,
         on_change: Callable[[Terminal], None] | None = None,
+        jail: Jail | None = None,
     ) -> None:
         self.id = "t-" + secrets.token_hex(8)
+        # The project's sandbox (None: the shell runs as the server, for tests of the pty).
+        self.jail = jail
         self.cwd = cwd
         self.shell = shell
         self.scrollback_bytes = scrollback_bytes
@@ -86,17 +90,33 @@ class Terminal:
         master, slave = os.openpty()
         try:
             self._set_size(slave, *self.size)
+            argv, cwd, preexec = [self.shell], str(self.cwd), _become_controlling_tty
             env = process_environment()
+            jail = self.jail
+            if jail is not None and jail.isolated:
+                # The shell's session must live inside the sandbox's pid namespace: a
+                # shell restores the terminal to its parent's process group on exit,
+                # and bwrap's lies outside. So bwrap keeps no controlling terminal and
+                # setsid gives the pty to the shell.
+                argv = jail.command(["setsid", "--ctty", self.shell])
+                env, cwd, preexec = jail.environment(), "/", jail.preexec
+            elif jail is not None:
+                env = jail.environment()
+
+                def preexec() -> None:
+                    _become_controlling_tty()
+                    jail.preexec()
+
             env.update(TERM="xterm-256color", COLUMNS="80", LINES="24")
             self._proc = subprocess.Popen(
-                [self.shell],
+                argv,
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
-                cwd=self.cwd,
+                cwd=cwd,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_become_controlling_tty,
+                preexec_fn=preexec,
                 close_fds=True,
             )
         except BaseException:

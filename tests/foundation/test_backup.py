@@ -148,3 +148,14 @@ async def test_a_restored_server_keeps_sessions_valid_and_failed_sign_ins_forgot
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
         await admin.close()
+
+
+def test_database_password_never_reaches_a_tool_command_line() -> None:
+    from collab.backup import _without_password
+
+    url, env = _without_password("postgresql://collab:s%40cret@/collab?host=/tmp/sock")
+    assert "s@cret" not in url and "s%40cret" not in url
+    assert url == "postgresql://collab@/collab?host=/tmp/sock"
+    assert env["PGPASSWORD"] == "s@cret"
+    plain, _ = _without_password("postgresql://postgres@127.0.0.1:5432/test")
+    assert plain == "postgresql://postgres@127.0.0.1:5432/test"

@@ -62,6 +62,35 @@ async def test_restart_clears_the_namespace(server, user, rooms, project):
         assert cells(doc)["get"]["execution_count"] == 1
 
 
+def _host_pid(inner: int, launched: int) -> int:
+    """The kernel's pid as the server sees it: in its sandbox it has a pid namespace of its
+    own, so the pid it prints is that namespace's (the launched process is bwrap)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                status = dict(line.split(":", 1) for line in fh.read().splitlines() if ":" in line)
+        except OSError:
+            continue
+        ids = status.get("NSpid", "").split()
+        if len(ids) > 1 and int(ids[-1]) == inner and _descends(int(entry), launched):
+            return int(entry)
+    return inner  # no sandbox: the same pid
+
+
+def _descends(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return False
+    return False
+
+
 async def test_a_killed_kernel_is_reported_dead_and_the_next_execution_starts_a_new_one(
     server, user, rooms, project
 ):
@@ -79,7 +108,8 @@ async def test_a_killed_kernel_is_reported_dead_and_the_next_execution_starts_a_
         pid = int(await wait_for(lambda: text_of(cells(doc)["pid"]).strip(), what="pid"))
         await ws.call("kernel.execute", _args(project, "k.ipynb", cell_ids=["sleep", "queued"]))
         await wait_for(lambda: states(doc)["sleep"] == "running", what="sleeping")
-        os.kill(pid, signal.SIGKILL)
+        launched = server.services.extra["kernels"].get(project, "k.ipynb")._backend._km
+        os.kill(_host_pid(pid, launched.provisioner.pid), signal.SIGKILL)
         await wait_for(lambda: kernel_state(doc).get("status") == "dead", what="reported dead")
         await wait_for(lambda: states(doc)["queued"] == NOT_RUN, what="queue dropped")
         await wait_for(lambda: cells(doc)["sleep"]["outputs"], what="death notice")

@@ -1,0 +1,125 @@
+"""Limits that hold: a memory hog's kernel is killed and reported dead while the server and
+other projects answer; a fork bomb stays inside its project; a disk fill stops at the
+quota. Real kernels, real shells, real cgroups (the server runs as root here)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_user
+from tests.kernels.conftest import cells, text_of, wait_for
+from tests.sandbox.conftest import (
+    new_project,
+    project_dir,
+    run_in_kernel,
+    run_in_terminal,
+    sandbox_server,
+)
+from tests.terminals.conftest import term_client
+
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(os.geteuid() != 0, reason="cgroup limits need the server to run as root"),
+]
+
+
+async def _answers(server: Any) -> None:
+    async with server.client() as client:
+        r = await client.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"ok": True}
+
+
+async def _kernel_prints(server: Any, user: Any, project: Any, code: str, expect: str) -> None:
+    await run_in_kernel(server, user, project, code, path="alive.ipynb")
+    rooms = server.services.extra["rooms"]
+    doc = rooms.rooms[(project, "alive.ipynb")].doc
+    await wait_for(lambda: expect in text_of(cells(doc)["c"]), what=f"{expect!r} printed")
+
+
+async def test_a_memory_hog_is_killed_and_reported_dead_while_others_answer() -> None:
+    async with sandbox_server("bwrap", sandbox_memory_bytes=300 * 1024 * 1024) as server:
+        user = await make_user(server)
+        hog = await new_project(server, user, "hog")
+        other = await new_project(server, user, "other")
+        await _kernel_prints(server, user, other, "print('before', 6 * 7)", "before 42")
+        await run_in_kernel(server, user, hog, "x = b'x' * (900 * 1024 * 1024)", path="hog.ipynb")
+        kernels = server.services.extra["kernels"]
+        session = await wait_for(lambda: kernels.get(hog, "hog.ipynb"), what="hog kernel")
+        await wait_for(lambda: session.status == "dead", timeout=120, what="hog reported dead")
+        doc = server.services.extra["rooms"].rooms[(hog, "hog.ipynb")].doc
+        errors = [o for o in cells(doc)["c"]["outputs"] if o["output_type"] == "error"]
+        assert errors and errors[0]["ename"] == "KernelDied", cells(doc)["c"]["outputs"]
+        assert "out of memory" in errors[0]["evalue"]
+        assert server.services.extra["sandbox"].oom_kills(hog) >= 1
+        await _answers(server)
+        await _kernel_prints(server, user, other, "print('after', 6 * 7)", "after 42")
+
+
+async def test_a_fork_bomb_stays_in_its_project() -> None:
+    async with sandbox_server("bwrap", sandbox_pids=64) as server:
+        user = await make_user(server)
+        bomb = await new_project(server, user, "bomb")
+        other = await new_project(server, user, "other")
+        sandbox = server.services.extra["sandbox"]
+        cgroup = sandbox.cgroups.bases["pids"][1] / str(bomb)
+        procs = cgroup / "pids.current"
+        await run_in_terminal(server, user, bomb, "b(){ b|b& }; b")
+        # The bomb runs into its project's process allowance: forks past it fail.
+        await wait_for(lambda: _refused_forks(cgroup) > 0, timeout=60, what="bomb at its limit")
+        for _ in range(5):
+            await _answers(server)
+        await _kernel_prints(server, user, other, "print('still', 6 * 7)", "still 42")
+        assert int(procs.read_text()) <= 64
+        async with term_client(server, user.key) as term:
+            args = {"project_id": str(bomb), "path": "t.term"}
+            answer = await term.call("terminal.kill", args, timeout=30)
+            assert "result" in answer, answer
+        await wait_for(lambda: not procs.exists() or int(procs.read_text()) == 0, what="bomb gone")
+
+
+def _refused_forks(cgroup: Path) -> int:
+    for line in (cgroup / "pids.events").read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "max":
+            return int(value)
+    return 0
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+async def test_a_disk_fill_stops_at_the_quota() -> None:
+    quota = 40 * 1024 * 1024
+    async with sandbox_server("bwrap", project_disk_quota_bytes=quota) as server:
+        user = await make_user(server)
+        project = await new_project(server, user, "fill")
+        folder = project_dir(server, project)
+        # One big file: the write fails at the quota.
+        code = (
+            "n = 0\n"
+            "try:\n"
+            "    with open('big', 'wb') as f:\n"
+            "        for _ in range(400):\n"
+            "            f.write(b'x' * 1024 * 1024); f.flush(); n += 1\n"
+            "except OSError as e:\n"
+            "    print('stopped', e.errno)\n"
+        )
+        await _kernel_prints(server, user, project, code, "stopped 27")  # EFBIG
+        assert (folder / "big").stat().st_size <= quota
+        (folder / "big").unlink()
+        # Many files, each under the quota: the project's processes are stopped soon
+        # after it is passed (each check is a scan of the directory, so some overshoot).
+        fill = "i=0; while [ $i -lt 2000 ]; do head -c 1048576 /dev/zero > f$i; i=$((i+1)); done"
+        await run_in_terminal(server, user, project, fill)
+        await wait_for(lambda: _size(folder) > quota, timeout=60, what="past the quota")
+        sandbox = server.services.extra["sandbox"]
+        await wait_for(lambda: project not in sandbox._active, timeout=60, what="fill stopped")
+        written = _size(folder)
+        await asyncio.sleep(1)
+        assert _size(folder) == written < 2000 * 1024 * 1024
