@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -39,6 +40,13 @@ def stat_mode(path: Path) -> int | None:
 def write_atomic(path: Path, data: bytes) -> tuple[int, int] | None:
     """Replace the file's content in one rename, so a reader (a kernel, git, a crash)
     sees the old file or the new one, never half of one. Returns the new stat."""
+    return commit(prepare(path, data), path)
+
+
+def prepare(path: Path, data: bytes) -> Path:
+    """Write `data` to a temporary file beside `path` and fsync it; `commit` renames it
+    into place, `discard` removes it. Split so the caller can check the file did not
+    change meanwhile just before the rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -46,13 +54,45 @@ def write_atomic(path: Path, data: bytes) -> tuple[int, int] | None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        discard(Path(tmp))
+        raise
+    return Path(tmp)
+
+
+def commit(tmp: Path, path: Path) -> tuple[int, int] | None:
+    try:
         current = stat_mode(path)
         os.chmod(tmp, current if current is not None else 0o644)
         # Replaces a symlink itself, never its target, so a link made later cannot
         # redirect the write out of the project.
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        discard(tmp)
         raise
     return stat(path)
+
+
+def commit_unless_changed(
+    tmp: Path, path: Path, expected: tuple[int, int] | None
+) -> tuple[bool, tuple[int, int] | None]:
+    """`commit`, unless the file's stat is no longer `expected` (something wrote it
+    since it was last read): checked and renamed in one go, so the window in which a
+    write by another program can still be replaced unseen is as short as it can be."""
+    if stat(path) != expected:
+        return False, None
+    return True, commit(tmp, path)
+
+
+def settling(st: tuple[int, int] | None, settle_ns: int) -> bool:
+    """Whether the file was modified so recently that its writer may not be done (a
+    program that truncates and then writes shows an empty file in between)."""
+    if st is None:
+        return False
+    age = time.time_ns() - st[0]
+    return 0 <= age < settle_ns
+
+
+def discard(tmp: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
