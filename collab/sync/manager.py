@@ -162,6 +162,8 @@ class RoomManager:
         room.start()
         if kinds.mirrored(kind):
             self._file_locks[doc_id] = asyncio.Lock()
+            # Stat first: a change after it is seen by the watcher.
+            room.file_stat = await asyncio.to_thread(mirror.stat, file)
             data = await asyncio.to_thread(mirror.read, file)
             if data is not None and len(data) > settings.sync_max_document_bytes:
                 room.stop()
@@ -171,7 +173,6 @@ class RoomManager:
             elif data is not None:
                 # Changed on disk while nobody had it open (git pull): merged three-way.
                 await self._absorb(room, data)
-            room.file_stat = await asyncio.to_thread(mirror.stat, file)
             room.on_change = lambda room=room: self._schedule_mirror(room)
             # Brings the file up to date if it lags the stored document (a crash came
             # between an acknowledged update and its mirror write); no-op otherwise.
@@ -324,7 +325,9 @@ class RoomManager:
     async def _write_once(self, room: Room) -> bool:
         """One attempt; False if the file or its record changed under it."""
         st = await asyncio.to_thread(mirror.stat, room.file)
-        if st is not None and st != room.file_stat:
+        if st is None:
+            room.file_stat = None  # deleted: not an edit; written again if changed
+        elif st != room.file_stat:
             checked = await self._check_file_locked(room)
             if checked is None:
                 self._schedule_mirror(room)  # being written by someone: try again later
@@ -354,7 +357,7 @@ class RoomManager:
                     return False  # another process wrote or merged the file meanwhile
                 # Renamed before the record commits: a process that reads the new
                 # file waits on the lock and then finds it recorded, not an edit.
-                done, st = await asyncio.to_thread(
+                done, st, displaced = await asyncio.to_thread(
                     mirror.commit_unless_changed, tmp, room.file, room.file_stat
                 )
                 if not done:
@@ -363,14 +366,33 @@ class RoomManager:
                 room.file_sha = sha
                 self._unreadable.pop(room.doc_id, None)
                 await record.set(sha, kinds.dump_base(room.kind, value))
-                return True
         finally:
             await asyncio.to_thread(mirror.discard, tmp)
+        if displaced is not None:
+            # Another program wrote the file in the instant before the swap: its
+            # version, a change from the base it read, is merged now and written next.
+            await self._merge_displaced(room, base, displaced)
+        return True
 
-    async def _absorb(self, room: Room, data: bytes) -> bool:
+    async def _merge_displaced(self, room: Room, base: Any, data: bytes) -> None:
+        kind = room.kind
+        try:
+            raw = await asyncio.to_thread(kinds.parse_file, kind, data)
+        except kinds.UnsupportedFile:
+            log.error("a racing file write was replaced", extra={"event": "sync.merge_refused"})
+            return
+        if base is None:
+            base = kinds.content(room.doc, kind)
+        theirs = await asyncio.to_thread(kinds.file_value, kind, raw, base)
+        room.apply_as(None, lambda: kinds.merge_file(room.doc, kind, base, theirs))
+        log.info("racing file change merged", extra={"event": "sync.file_merged"})
+        self._schedule_mirror(room)
+
+    async def _absorb(self, room: Room, data: bytes) -> bool | None:
         """Merge file content `data` into the document if it is an edit made by
         something else: three-way, against the base recorded for the file the server
-        last wrote or read. False if the file cannot be read as a document."""
+        last wrote or read. False if the file cannot be read as a document; None if
+        the file changed since `data` was read (it is read again at the next poll)."""
         kind = room.kind
         sha = mirror.sha256(data)
         try:
@@ -382,6 +404,12 @@ class RoomManager:
             return False
         self._unreadable.pop(room.doc_id, None)
         async with filebase.locked(self.services.pool, room.doc_id) as record:
+            # Every mirror write renames under this lock: the file read before it was
+            # taken may since have been replaced by another process's write, and would
+            # then look like an edit that reverts it.
+            if await asyncio.to_thread(mirror.read, room.file) != data:
+                room.file_stat = None
+                return None
             if record.sha == sha:
                 room.file_sha = sha
                 if record.base is None:  # recorded before merge bases were kept

@@ -4,6 +4,9 @@ rename), and read a file back when something else changed it."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import hashlib
 import os
 import tempfile
@@ -75,13 +78,48 @@ def commit(tmp: Path, path: Path) -> tuple[int, int] | None:
 
 def commit_unless_changed(
     tmp: Path, path: Path, expected: tuple[int, int] | None
-) -> tuple[bool, tuple[int, int] | None]:
+) -> tuple[bool, tuple[int, int] | None, bytes | None]:
     """`commit`, unless the file's stat is no longer `expected` (something wrote it
-    since it was last read): checked and renamed in one go, so the window in which a
-    write by another program can still be replaced unseen is as short as it can be."""
+    since it was last read). Returns (done, new stat, displaced): where the platform
+    can, the new file is swapped in atomically and the one it replaced is checked once
+    more, so that a write by another program that raced the swap is returned (for
+    merging) rather than lost."""
     if stat(path) != expected:
-        return False, None
-    return True, commit(tmp, path)
+        return False, None, None
+    current = stat_mode(path)
+    os.chmod(tmp, current if current is not None else 0o644)
+    if expected is None or not _exchange(tmp, path):
+        return True, commit(tmp, path), None
+    try:
+        displaced = None
+        if stat(tmp) != expected:
+            displaced = read(tmp)
+    finally:
+        discard(tmp)
+    return True, stat(path), displaced
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2); False where that is not possible."""
+    renameat2 = getattr(_libc(), "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(_AT_FDCWD, bytes(a), _AT_FDCWD, bytes(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOENT, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def settling(st: tuple[int, int] | None, settle_ns: int) -> bool:

@@ -15,8 +15,9 @@ from jupyter_ydoc import YNotebook
 from pycrdt import Doc
 
 from collab.sync import kinds
+from tests.conftest import serve
 from tests.sync.conftest import project_file
-from tests.sync.yclient import connect, until
+from tests.sync.yclient import YClient, connect, until
 
 
 def rewrite(path: Path, change: Callable[[str], str]) -> None:
@@ -209,3 +210,87 @@ async def test_notebook_changed_on_disk_while_a_cell_is_typed_in_loses_nothing(
         nbformat.validate(nbformat.read(path, as_version=4))
     assert len(typed) > 20
     assert _nb_cells(await stored_text(server, "notebook")) == expected
+
+
+async def test_two_processes_merge_each_file_change_once_and_keep_both_typists(
+    settings, server, user, project
+):
+    lines = ["a:\n", "b:\n"] + [f"line {i}\n" for i in range(1, 11)]
+    path = project_file(server, project, "shared.md")
+    path.write_text("".join(lines))
+    stop = asyncio.Event()
+    async with (
+        serve(settings) as other,
+        connect(server, project, "shared.md", user.key) as a,
+        connect(other, project, "shared.md", user.key) as b,
+    ):
+        await asyncio.wait_for(a.synced.wait(), 10)
+        await asyncio.wait_for(b.synced.wait(), 10)
+
+        async def typist(client: YClient, line: int) -> str:
+            typed = []
+            for i in range(100_000):
+                if stop.is_set():
+                    break
+                ch = "abcdefghijklmnopqrstuvwxyz"[i % 26]
+                text = str(client.text)
+                end = 0
+                for _ in range(line + 1):
+                    end = text.index("\n", end) + 1
+                client.text.insert(len(text[: end - 1].encode("utf-8")), ch)
+                typed.append(ch)
+                await asyncio.sleep(0.03)
+            return "".join(typed)
+
+        typing = [asyncio.create_task(typist(a, 0)), asyncio.create_task(typist(b, 1))]
+        try:
+            for k in range(1, 11):
+                await asyncio.sleep(0.2 + 0.1 * (k % 3))
+
+                def change(old: str, k: int = k) -> str:
+                    return old.replace(f"line {k}\n", f"line {k} changed on disk\n")
+
+                await asyncio.to_thread(rewrite, path, change)
+        finally:
+            stop.set()
+            typed_a, typed_b = [await t for t in typing]
+        await a.wait_acked()
+        await b.wait_acked()
+        expected = f"a:{typed_a}\nb:{typed_b}\n"
+        expected += "".join(f"line {k} changed on disk\n" for k in range(1, 11))
+        await until(lambda: str(a.text) == str(b.text) == expected, timeout=30)
+        await until(lambda: path.read_text() == expected, timeout=30)
+    assert await stored_text(server, "text") == expected
+
+
+async def test_deleted_file_is_not_an_edit_and_comes_back_at_the_next_change(server, user, project):
+    path = project_file(server, project, "gone.md")
+    path.write_text("keep me\n")
+    async with connect(server, project, "gone.md", user.key) as a:
+        await asyncio.wait_for(a.synced.wait(), 10)
+        path.unlink()
+        await asyncio.sleep(1.5)  # a watch pass sees the file gone
+        assert str(a.text) == "keep me\n"
+        assert not path.exists()
+        a.text.insert(0, "and me\n")
+        await a.wait_acked()
+        await until(lambda: path.exists() and path.read_text() == "and me\nkeep me\n")
+
+
+async def test_a_changed_file_that_cannot_be_read_is_not_overwritten(server, user, project):
+    path = project_file(server, project, "bytes.md")
+    path.write_text("text\n")
+    async with connect(server, project, "bytes.md", user.key) as a:
+        await asyncio.wait_for(a.synced.wait(), 10)
+        garbage = b"\xff\xfe not utf-8 \x80"
+        path.write_bytes(garbage)
+        await asyncio.sleep(1.5)
+        a.text.insert(0, "live ")
+        await a.wait_acked()
+        await asyncio.sleep(1.5)  # past the debounce and a watch pass
+        assert path.read_bytes() == garbage
+        assert str(a.text) == "live text\n"
+        # Readable again: merged against the last base, then written.
+        path.write_text("text, fixed\n")
+        await until(lambda: str(a.text) == "live text, fixed\n")
+        await until(lambda: path.read_text() == "live text, fixed\n")
