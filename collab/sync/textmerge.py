@@ -135,9 +135,9 @@ def _map_hunks(
 ) -> tuple[list[tuple[int, int, Sequence[T]]], bool]:
     """Each hunk of base→theirs as an edit of `live` (item indices). The base items the
     hunk removes are removed from live where live still has them; its new items go in
-    at the hunk's place, after whatever live put there. So, as for two concurrent CRDT
-    edits, every deletion holds and every insertion is kept. Also says whether any
-    hunk overlapped a change of live's."""
+    at the hunk's place (see `_right`). So, as for two concurrent CRDT edits, every
+    deletion holds and every insertion is kept. Also says whether any hunk overlapped
+    a change of live's other than by inserting at the same point."""
     live_ops = SequenceMatcher(None, base, live, autojunk=False).get_opcodes()
     their_ops = SequenceMatcher(None, base, theirs, autojunk=False).get_opcodes()
     out: list[tuple[int, int, Sequence[T]]] = []
@@ -151,8 +151,15 @@ def _map_hunks(
             _, _, _, k1, k2 = changed[0]
             if list(live[k1:k2]) == list(new):
                 continue  # the same change on both sides
-        clash = clash or bool(changed)
-        at = _right(live_ops, i1)
+        # Two insertions at one point are kept side by side; anything else that
+        # overlaps is a clash (merged by character it could interleave the two).
+        clash = clash or any(not (op[1] == op[2] == i1 == i2) for op in changed)
+        # Whole lines inserted at a line start go above what live typed there (live
+        # typed into the line that follows); otherwise live's insertion comes first.
+        above = (
+            isinstance(base, str) and str(new).endswith("\n") and (i1 == 0 or base[i1 - 1] == "\n")
+        )
+        at = _right(live_ops, i1, above)
         pieces: list[tuple[int, int]] = []
         for op in live_ops:
             if op[0] != "equal":
@@ -180,9 +187,10 @@ def _touches(op: tuple[str, int, int, int, int], i1: int, i2: int) -> bool:
     return a1 < i2 and i1 < a2
 
 
-def _right(live_ops: Sequence[tuple[str, int, int, int, int]], p: int) -> int:
-    """Where base boundary `p` lands in live: after anything live inserted there, and
-    after live's text if live replaced a stretch around it."""
+def _right(live_ops: Sequence[tuple[str, int, int, int, int]], p: int, above: bool = False) -> int:
+    """Where base boundary `p` lands in live: after anything live inserted there
+    (before it if `above`), before live's text if live replaced a stretch starting
+    there, and after it if live replaced a stretch around it."""
     at = 0
     for tag, i1, i2, j1, j2 in live_ops:
         if i1 <= p <= i2 and tag == "equal":
@@ -190,7 +198,7 @@ def _right(live_ops: Sequence[tuple[str, int, int, int, int]], p: int) -> int:
             if p < i2:
                 return at
         elif tag == "insert" and i1 == p:
-            return j2
+            return j1 if above else j2
         elif i1 < p < i2 or (i1 == p and p < i2):
             return j2 if i1 < p else j1
         elif i1 > p:

@@ -10,8 +10,9 @@ from pycrdt import Doc, Text
 
 from collab.sync import textmerge
 
-# Base text is made of characters that occur once (plus newlines), and every edit
-# inserts characters of its own: which change is whose is then unambiguous.
+# Base text is made of characters that occur once (plus newlines, each after one of
+# them), and every edit inserts characters of its own: which change is whose is then
+# unambiguous.
 _BASE = [chr(0x4E00 + i) for i in range(400)]
 _NEW = iter(chr(0xAC00 + i) for i in range(10**6))
 
@@ -31,7 +32,10 @@ def _build(segments, tail, pool):
     for keep, owner, width, inserted, newline in segments:
         kept = [next(pool) for _ in range(keep)]
         if newline:
-            kept[-1] = "\n"
+            # After a character of its own: lines stay distinct, so the alignment is
+            # unambiguous (with repeated lines a diff may align an identical change
+            # differently on the two sides and keep it twice).
+            kept.append("\n")
         removed = [next(pool) for _ in range(width)]
         new = [next(_NEW) for _ in range(inserted)]
         base += kept + removed
