@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 1.0
 # A file modified less than this long ago is left to its writer for now.
 SETTLE_NS = 100_000_000
+RECORD_SLOTS = 2
 EMPTY_UPDATE = b"\x00\x00"
 
 
@@ -46,6 +47,10 @@ class RoomManager:
         # The hash of a changed file that could not be merged (not UTF-8, not a
         # notebook, too large): it is not overwritten, and reported once.
         self._unreadable: dict[int, str] = {}
+        # Holders of a file record lock keep a pool connection, and a merge waits for
+        # the update store (which needs one too): bounded, so a git pull that changes
+        # many open documents cannot take the whole pool.
+        self._record_slots = asyncio.Semaphore(RECORD_SLOTS)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: asyncpg.Connection | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -298,7 +303,10 @@ class RoomManager:
         if data is not None:
             sha = mirror.sha256(data)
             room.file_sha = sha
-            async with filebase.locked(self.services.pool, room.doc_id) as record:
+            async with (
+                self._record_slots,
+                filebase.locked(self.services.pool, room.doc_id) as record,
+            ):
                 if record.sha != sha or record.base is None:
                     await record.set(sha, kinds.dump_base(kind, value))
 
@@ -338,7 +346,11 @@ class RoomManager:
             return True
         sha_seen, base_bytes = await filebase.read(self.services.pool, room.doc_id)
         value = kinds.content(room.doc, room.kind)
-        base = None if base_bytes is None else kinds.load_base(room.kind, base_bytes)
+        base = (
+            None
+            if base_bytes is None
+            else await asyncio.to_thread(kinds.load_base, room.kind, base_bytes)
+        )
         if base is not None and value == base:
             return True  # no change since the file was written or read: never rewrite it
         try:
@@ -352,7 +364,10 @@ class RoomManager:
             return True
         tmp = await asyncio.to_thread(mirror.prepare, room.file, data)
         try:
-            async with filebase.locked(self.services.pool, room.doc_id) as record:
+            async with (
+                self._record_slots,
+                filebase.locked(self.services.pool, room.doc_id) as record,
+            ):
                 if record.sha != sha_seen:
                     return False  # another process wrote or merged the file meanwhile
                 # Renamed before the record commits: a process that reads the new
@@ -403,7 +418,7 @@ class RoomManager:
                 log.warning("file not merged", extra={"event": "sync.merge_refused"})
             return False
         self._unreadable.pop(room.doc_id, None)
-        async with filebase.locked(self.services.pool, room.doc_id) as record:
+        async with self._record_slots, filebase.locked(self.services.pool, room.doc_id) as record:
             # Every mirror write renames under this lock: the file read before it was
             # taken may since have been replaced by another process's write, and would
             # then look like an edit that reverts it.
@@ -418,7 +433,7 @@ class RoomManager:
                 self._schedule_mirror(room)  # the document may be ahead of this file
                 return True
             if record.base is not None:
-                base = kinds.load_base(kind, record.base)
+                base = await asyncio.to_thread(kinds.load_base, kind, record.base)
             else:
                 # No base recorded (an older server wrote the file): the file wins
                 # wherever it differs, as a two-way diff.
