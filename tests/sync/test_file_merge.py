@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 from jupyter_ydoc import YNotebook
-from pycrdt import Doc
+from pycrdt import Doc, Text
 
 from collab.sync import kinds
 from tests.conftest import serve
@@ -294,3 +294,34 @@ async def test_a_changed_file_that_cannot_be_read_is_not_overwritten(server, use
         path.write_text("text, fixed\n")
         await until(lambda: str(a.text) == "live text, fixed\n")
         await until(lambda: path.read_text() == "live text, fixed\n")
+
+
+async def test_unmirrored_edits_and_a_file_changed_while_closed_both_survive(server, user, project):
+    path = project_file(server, project, "closed.md")
+    path.write_text("first\nsecond\nthird\n")
+    rooms = server.services.extra["rooms"]
+    async with connect(server, project, "closed.md", user.key) as a:
+        await asyncio.wait_for(a.synced.wait(), 10)
+        a.text.insert(0, "0 ")
+        await a.wait_acked()
+        await until(lambda: path.read_text() == "0 first\nsecond\nthird\n")
+    await until(lambda: not rooms.rooms)
+    # An acknowledged update whose mirror write never happened (a crash)...
+    pool = server.services.pool
+    doc = Doc()
+    for r in await pool.fetch("SELECT data FROM yjs_updates ORDER BY seq"):
+        doc.apply_update(r["data"])
+    state = doc.get_state()
+    source = doc.get("source", type=Text)
+    source.insert(len(str(source).encode("utf-8")), "fourth, typed\n")
+    await pool.execute(
+        "INSERT INTO yjs_updates (doc_id, data) SELECT doc_id, $1 FROM yjs_documents",
+        doc.get_update(state),
+    )
+    # ...and a git pull that changed another line meanwhile.
+    path.write_text("0 first\nSECOND\nthird\n")
+    expected = "0 first\nSECOND\nthird\nfourth, typed\n"
+    async with connect(server, project, "closed.md", user.key) as b:
+        await asyncio.wait_for(b.synced.wait(), 10)
+        assert str(b.text) == expected
+        await until(lambda: path.read_text() == expected)
