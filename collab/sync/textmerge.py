@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 # Character-level diffs are quadratic in the worst case: regions larger than this are
 # merged line by line only.
-MAX_CHAR_REGION = 20_000
+MAX_CHAR_REGION = 4_000
 
 
 def merge(base: str, live: str, theirs: str) -> str:
@@ -69,13 +69,59 @@ def edits(base: str, live: str, theirs: str) -> list[Edit]:
     return out
 
 
+def _blocks(a: Sequence[T], b: Sequence[T]) -> list[tuple[int, int, int]]:
+    """difflib's matching blocks, fast where it matters: the common head and tail are
+    matched directly (a file change and live typing are usually local), and a long
+    middle is matched with difflib's junk heuristic (lines that recur everywhere,
+    such as blank ones, do not anchor a match), which keeps it near linear."""
+    n = min(len(a), len(b))
+    head = 0
+    while head < n and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < n - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
+        tail += 1
+    mid_a, mid_b = a[head : len(a) - tail], b[head : len(b) - tail]
+    blocks = [(0, 0, head)] if head else []
+    if mid_a and mid_b:
+        matcher = SequenceMatcher(None, mid_a, mid_b, autojunk=len(mid_a) + len(mid_b) > 2000)
+        blocks += [(i + head, j + head, k) for i, j, k in matcher.get_matching_blocks() if k]
+    if tail:
+        blocks.append((len(a) - tail, len(b) - tail, tail))
+    merged: list[tuple[int, int, int]] = []
+    for i, j, k in blocks:
+        if merged and merged[-1][0] + merged[-1][2] == i and merged[-1][1] + merged[-1][2] == j:
+            merged[-1] = (merged[-1][0], merged[-1][1], merged[-1][2] + k)
+        else:
+            merged.append((i, j, k))
+    merged.append((len(a), len(b), 0))
+    return merged
+
+
+def _opcodes(a: Sequence[T], b: Sequence[T]) -> list[tuple[str, int, int, int, int]]:
+    """As difflib's get_opcodes, from `_blocks`."""
+    ops: list[tuple[str, int, int, int, int]] = []
+    i = j = 0
+    for ai, bj, size in _blocks(a, b):
+        if i < ai and j < bj:
+            ops.append(("replace", i, ai, j, bj))
+        elif i < ai:
+            ops.append(("delete", i, ai, j, bj))
+        elif j < bj:
+            ops.append(("insert", i, ai, j, bj))
+        i, j = ai + size, bj + size
+        if size:
+            ops.append(("equal", ai, i, bj, j))
+    return ops
+
+
 def _two_way(live: str, theirs: str, offset: int) -> list[Edit]:
     """Minimal edits turning `live` into `theirs` (only one side changed)."""
     if len(live) + len(theirs) > MAX_CHAR_REGION:
         a, b = live.splitlines(keepends=True), theirs.splitlines(keepends=True)
         out, at = [], offset
         pos = 0
-        for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        for tag, i1, i2, j1, j2 in _opcodes(a, b):
             at += sum(len(x) for x in a[pos:i1])
             pos = i1
             if tag != "equal":
@@ -84,7 +130,7 @@ def _two_way(live: str, theirs: str, offset: int) -> list[Edit]:
         return out
     return [
         (offset + i1, offset + i2, theirs[j1:j2])
-        for tag, i1, i2, j1, j2 in SequenceMatcher(None, live, theirs, autojunk=False).get_opcodes()
+        for tag, i1, i2, j1, j2 in _opcodes(live, theirs)
         if tag != "equal"
     ]
 
@@ -94,8 +140,8 @@ def _unstable_regions(
 ) -> list[tuple[tuple[int, int], tuple[int, int], tuple[int, int]]]:
     """The stretches between the parts of `base` both sides kept (as in diff3): each is
     (base range, live range, theirs range)."""
-    ml = SequenceMatcher(None, base, live, autojunk=False).get_matching_blocks()
-    mt = SequenceMatcher(None, base, theirs, autojunk=False).get_matching_blocks()
+    ml = _blocks(base, live)
+    mt = _blocks(base, theirs)
     syncs: list[tuple[int, int, int, int]] = []  # base start, base end, live start, theirs start
     il = it = 0
     while il < len(ml) and it < len(mt):
@@ -138,8 +184,8 @@ def _map_hunks(
     at the hunk's place (see `_right`). So, as for two concurrent CRDT edits, every
     deletion holds and every insertion is kept. Also says whether any hunk overlapped
     a change of live's other than by inserting at the same point."""
-    live_ops = SequenceMatcher(None, base, live, autojunk=False).get_opcodes()
-    their_ops = SequenceMatcher(None, base, theirs, autojunk=False).get_opcodes()
+    live_ops = _opcodes(base, live)
+    their_ops = _opcodes(base, theirs)
     out: list[tuple[int, int, Sequence[T]]] = []
     clash = False
     for tag, i1, i2, j1, j2 in their_ops:
