@@ -123,9 +123,9 @@ def _merge_cells(nb: YNotebook, base_cells: list[Any], their_cells: list[Any]) -
     common = [c["id"] for c in base_cells if c["id"] in their_by_id]
     their_order = [c["id"] for c in their_cells if c["id"] in base_by_id]
     kept = _stable(common, their_order)
+    live_ids = [c.get("id") for c in ycells]
     for position, cell in enumerate(their_cells):
         cid = cell["id"]
-        live_ids = [c.get("id") for c in ycells]
         if cid in base_by_id and cid in kept:
             continue
         if cid in base_by_id:
@@ -139,7 +139,9 @@ def _merge_cells(nb: YNotebook, base_cells: list[Any], their_cells: list[Any]) -
             continue  # already there (the same cell added on both sides)
         else:
             value = cell
-        ycells.insert(_after_predecessor(live_ids, their_cells, position), nb.create_ycell(value))
+        at = _after_predecessor(live_ids, their_cells, position)
+        ycells.insert(at, nb.create_ycell(value))
+        live_ids.insert(at, cid)
 
 
 def _stable(common: list[str], theirs: list[str]) -> set[str]:
