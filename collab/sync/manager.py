@@ -17,7 +17,7 @@ import asyncpg
 
 from collab.db.pool import connect
 from collab.services import Services
-from collab.sync import history, kinds, mirror, paths
+from collab.sync import filebase, history, kinds, mirror, paths
 from collab.sync.awareness import Limits, Presence, Reservations
 from collab.sync.room import DocumentTooLarge, Room
 from collab.sync.store import CHANNEL, UpdateStore
@@ -25,6 +25,9 @@ from collab.sync.store import CHANNEL, UpdateStore
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 1.0
+# A file modified less than this long ago is left to its writer for now.
+SETTLE_NS = 100_000_000
+RECORD_SLOTS = 2
 EMPTY_UPDATE = b"\x00\x00"
 
 
@@ -41,6 +44,15 @@ class RoomManager:
         self._catching_up: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
         self._mirror_handles: dict[int, asyncio.TimerHandle] = {}
+        # One file operation (merge or write) at a time per document in this process.
+        self._file_locks: dict[int, asyncio.Lock] = {}
+        # The hash of a changed file that could not be merged (not UTF-8, not a
+        # notebook, too large): it is not overwritten, and reported once.
+        self._unreadable: dict[int, str] = {}
+        # Holders of a file record lock keep a pool connection, and a merge waits for
+        # the update store (which needs one too): bounded, so a git pull that changes
+        # many open documents cannot take the whole pool.
+        self._record_slots = asyncio.Semaphore(RECORD_SLOTS)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: asyncpg.Connection | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -164,33 +176,18 @@ class RoomManager:
         room.read_seq = rows[-1].seq if rows else 0
         room.start()
         if kinds.mirrored(kind):
+            self._file_locks[doc_id] = asyncio.Lock()
+            # Stat first: a change after it is seen by the watcher.
+            room.file_stat = await asyncio.to_thread(mirror.stat, file)
             data = await asyncio.to_thread(mirror.read, file)
             if data is not None and len(data) > settings.sync_max_document_bytes:
                 room.stop()
                 raise DocumentTooLarge("the file is over the size cap")
             if not rows:
-                value = (
-                    await asyncio.to_thread(kinds.parse_file, kind, data)
-                    if data is not None
-                    else None
-                )
-                if value is None:
-                    value = kinds.empty_content(kind)
-                update = kinds.initial_update(kind, value)
-                if update != EMPTY_UPDATE:
-                    # Another process may be loading the same file: the database picks one.
-                    theirs = await self.store.store_first(doc_id, update)
-                    room.apply_remote([r.data for r in theirs] if theirs else [update])
-                if data is not None:
-                    room.file_sha = mirror.sha256(data)
-                    await self.store.set_file_sha(doc_id, room.file_sha)
+                await self._load_file(room, data)
             elif data is not None:
-                sha = mirror.sha256(data)
-                room.file_sha = sha
-                if await self.store.claim_file_sha(doc_id, sha):
-                    # Changed on disk while nobody had it open (git pull): merge as a diff.
-                    await self._merge_file(room, data)
-            room.file_stat = await asyncio.to_thread(mirror.stat, file)
+                # Changed on disk while nobody had it open (git pull): merged three-way.
+                await self._absorb(room, data)
             room.on_change = lambda room=room: self._schedule_mirror(room)
             # Brings the file up to date if it lags the stored document (a crash came
             # between an acknowledged update and its mirror write); no-op otherwise.
@@ -235,6 +232,8 @@ class RoomManager:
                 del self.rooms[key]
             if self._by_doc.get(room.doc_id) is room:
                 del self._by_doc[room.doc_id]
+                self._file_locks.pop(room.doc_id, None)
+                self._unreadable.pop(room.doc_id, None)
         if room.rows_written >= self.settings.sync_compact_rows:
             self._spawn(self.compact(room.doc_id, room.kind))
         log.info("room unloaded", extra={"event": "sync.room_unloaded", "doc_id": room.doc_id})
@@ -298,42 +297,168 @@ class RoomManager:
         self._mirror_handles.pop(room.doc_id, None)
         self._spawn(self._write_mirror(room))
 
+    async def _load_file(self, room: Room, data: bytes | None) -> None:
+        """A document with no stored rows starts as its file (or empty), added to as it
+        is: loading alone never gives the file a reason to be rewritten."""
+        kind = room.kind
+        value: Any = None
+        if data is not None:
+            raw = await asyncio.to_thread(kinds.parse_file, kind, data)
+            value = await asyncio.to_thread(kinds.file_value, kind, raw)
+        update = kinds.initial_update(kind, kinds.empty_content(kind) if value is None else value)
+        if update != EMPTY_UPDATE:
+            # Another process may be loading the same file: the database picks one.
+            theirs = await self.store.store_first(room.doc_id, update)
+            room.apply_remote([r.data for r in theirs] if theirs else [update])
+        if data is not None:
+            sha = mirror.sha256(data)
+            room.file_sha = sha
+            async with (
+                self._record_slots,
+                filebase.locked(self.services.pool, room.doc_id) as record,
+            ):
+                if record.sha != sha or record.base is None:
+                    await record.set(sha, kinds.dump_base(kind, value))
+
+    def _file_lock(self, room: Room) -> asyncio.Lock:
+        return self._file_locks.setdefault(room.doc_id, asyncio.Lock())
+
     async def _write_mirror(self, room: Room) -> None:
+        """Write the document to its file if it differs from the merge base. A change
+        on disk since the base is merged first (never overwritten), and the rename
+        happens under the file record's lock after checking the file is still the one
+        the merge saw; otherwise the whole step runs again."""
         if not kinds.mirrored(room.kind):
             return
-        # A change on disk that the watcher has not seen yet is merged first, so that
-        # this write does not overwrite it.
-        st = await asyncio.to_thread(mirror.stat, room.file)
-        if st is not None and st != room.file_stat:
-            await self._check_file(room)
         try:
-            value = kinds.content(room.doc, room.kind)
+            async with self._file_lock(room):
+                for _ in range(5):
+                    if await self._write_once(room):
+                        return
+                log.warning("file kept changing; not mirrored", extra={"event": "sync.mirror_busy"})
+                self._schedule_mirror(room)
+        except Exception:
+            log.exception("mirror write failed", extra={"event": "sync.mirror_error"})
+
+    async def _write_once(self, room: Room) -> bool:
+        """One attempt; False if the file or its record changed under it."""
+        st = await asyncio.to_thread(mirror.stat, room.file)
+        if st is None:
+            room.file_stat = None  # deleted: not an edit; written again if changed
+        elif st != room.file_stat:
+            checked = await self._check_file_locked(room)
+            if checked is None:
+                self._schedule_mirror(room)  # being written by someone: try again later
+                return True
+            if not checked:
+                return True  # a changed file we cannot merge is left alone
+        if room.doc_id in self._unreadable and st is not None:
+            return True
+        sha_seen, base_bytes = await filebase.read(self.services.pool, room.doc_id)
+        value = kinds.content(room.doc, room.kind)
+        base = (
+            None
+            if base_bytes is None
+            else await asyncio.to_thread(kinds.load_base, room.kind, base_bytes)
+        )
+        if base is not None and value == base:
+            return True  # no change since the file was written or read: never rewrite it
+        try:
             data = await asyncio.to_thread(kinds.encode_file, room.kind, value)
         except Exception:
             # A document that does not validate is not written over a good file.
             log.exception("document not mirrored", extra={"event": "sync.mirror_invalid"})
-            return
+            return True
         sha = mirror.sha256(data)
-        if sha == room.file_sha:
-            return
         if not await self._still_inside(room):
-            return
+            return True
+        tmp = await asyncio.to_thread(mirror.prepare, room.file, data)
         try:
-            # Record the hash first: another process that sees the new file must know it
-            # is our mirror, not an edit to merge.
-            room.file_sha = sha
-            await self.store.set_file_sha(room.doc_id, sha)
-            room.file_stat = await asyncio.to_thread(mirror.write_atomic, room.file, data)
-        except Exception:
-            log.exception("mirror write failed", extra={"event": "sync.mirror_error"})
+            async with (
+                self._record_slots,
+                filebase.locked(self.services.pool, room.doc_id) as record,
+            ):
+                if record.sha != sha_seen:
+                    return False  # another process wrote or merged the file meanwhile
+                # Renamed before the record commits: a process that reads the new
+                # file waits on the lock and then finds it recorded, not an edit.
+                done, st, displaced = await asyncio.to_thread(
+                    mirror.commit_unless_changed, tmp, room.file, room.file_stat
+                )
+                if not done:
+                    return False  # changed on disk meanwhile: merge it first
+                room.file_stat = st
+                room.file_sha = sha
+                self._unreadable.pop(room.doc_id, None)
+                await record.set(sha, kinds.dump_base(room.kind, value))
+        finally:
+            await asyncio.to_thread(mirror.discard, tmp)
+        if displaced is not None:
+            # Another program wrote the file in the instant before the swap: its
+            # version, a change from the base it read, is merged now and written next.
+            await self._merge_displaced(room, base, displaced)
+        return True
 
-    async def _merge_file(self, room: Room, data: bytes) -> None:
+    async def _merge_displaced(self, room: Room, base: Any, data: bytes) -> None:
+        kind = room.kind
         try:
-            value = await asyncio.to_thread(kinds.parse_file, room.kind, data)
+            raw = await asyncio.to_thread(kinds.parse_file, kind, data)
         except kinds.UnsupportedFile:
-            log.warning("file not merged", extra={"event": "sync.merge_refused"})
+            log.error("a racing file write was replaced", extra={"event": "sync.merge_refused"})
             return
-        room.apply_as(None, lambda: kinds.set_content(room.doc, room.kind, value))
+        if base is None:
+            base = kinds.content(room.doc, kind)
+        theirs = await asyncio.to_thread(kinds.file_value, kind, raw, base)
+        room.apply_as(None, lambda: kinds.merge_file(room.doc, kind, base, theirs))
+        log.info("racing file change merged", extra={"event": "sync.file_merged"})
+        self._schedule_mirror(room)
+
+    async def _absorb(self, room: Room, data: bytes) -> bool | None:
+        """Merge file content `data` into the document if it is an edit made by
+        something else: three-way, against the base recorded for the file the server
+        last wrote or read. False if the file cannot be read as a document; None if
+        the file changed since `data` was read (it is read again at the next poll)."""
+        kind = room.kind
+        sha = mirror.sha256(data)
+        try:
+            raw = await asyncio.to_thread(kinds.parse_file, kind, data)
+        except kinds.UnsupportedFile:
+            if self._unreadable.get(room.doc_id) != sha:
+                self._unreadable[room.doc_id] = sha
+                log.warning("file not merged", extra={"event": "sync.merge_refused"})
+            return False
+        self._unreadable.pop(room.doc_id, None)
+        async with self._record_slots, filebase.locked(self.services.pool, room.doc_id) as record:
+            # Every mirror write renames under this lock: the file read before it was
+            # taken may since have been replaced by another process's write, and would
+            # then look like an edit that reverts it.
+            if await asyncio.to_thread(mirror.read, room.file) != data:
+                room.file_stat = None
+                return None
+            if record.sha == sha:
+                room.file_sha = sha
+                if record.base is None:  # recorded before merge bases were kept
+                    value = await asyncio.to_thread(kinds.file_value, kind, raw)
+                    await record.set(sha, kinds.dump_base(kind, value))
+                self._schedule_mirror(room)  # the document may be ahead of this file
+                return True
+            if record.base is not None:
+                base = await asyncio.to_thread(kinds.load_base, kind, record.base)
+            else:
+                # No base recorded (an older server wrote the file): the file wins
+                # wherever it differs, as a two-way diff.
+                log.warning("file merged without a base", extra={"event": "sync.merge_no_base"})
+                base = kinds.content(room.doc, kind)
+            theirs = await asyncio.to_thread(kinds.file_value, kind, raw, base)
+            room.apply_as(None, lambda: kinds.merge_file(room.doc, kind, base, theirs))
+            # The merge is in the log before the file is recorded as merged: a crash in
+            # between merges it again, and a change both sides have is applied once.
+            await room.stored()
+            await record.set(sha, kinds.dump_base(kind, theirs))
+        room.file_sha = sha
+        log.info("file changed on disk", extra={"event": "sync.file_merged"})
+        self._schedule_mirror(room)
+        return True
 
     async def _watch(self) -> None:
         """Poll open documents' files (and expire stale presence) about once a second."""
@@ -373,20 +498,34 @@ class RoomManager:
         return True
 
     async def _check_file(self, room: Room) -> None:
+        async with self._file_lock(room):
+            await self._check_file_locked(room)
+
+    async def _check_file_locked(self, room: Room) -> bool | None:
+        """Read the file after its stat changed and merge it if something else edited
+        it. False if it changed and cannot be merged (it must not be overwritten); None
+        if it is being written right now (it is read again at the next poll)."""
         if not await self._still_inside(room):
-            return
-        st = await asyncio.to_thread(mirror.stat, room.file)
+            return False
+        before = await asyncio.to_thread(mirror.stat, room.file)
+        if mirror.settling(before, SETTLE_NS):
+            return None
         data = await asyncio.to_thread(mirror.read, room.file)
-        room.file_stat = st
-        if data is None or len(data) > self.settings.sync_max_document_bytes:
-            return
-        sha = mirror.sha256(data)
-        if sha == room.file_sha:
-            return
-        room.file_sha = sha
-        if await self.store.claim_file_sha(room.doc_id, sha):
-            log.info("file changed on disk", extra={"event": "sync.file_merged"})
-            await self._merge_file(room, data)
+        after = await asyncio.to_thread(mirror.stat, room.file)
+        if before != after:
+            return None
+        room.file_stat = after
+        if data is None:
+            return True  # deleted: not an edit; the next change writes it again
+        if len(data) > self.settings.sync_max_document_bytes:
+            if self._unreadable.get(room.doc_id) != "large":
+                self._unreadable[room.doc_id] = "large"
+                log.warning("file over the size cap", extra={"event": "sync.merge_refused"})
+            return False
+        if mirror.sha256(data) == room.file_sha:
+            self._unreadable.pop(room.doc_id, None)
+            return True
+        return await self._absorb(room, data)
 
 
 def _stat_all(files: list[Path]) -> list[tuple[int, int] | None]:

@@ -1,7 +1,6 @@
 """The Postgres update store: document ids, the append-only update log written by group
-commit (one transaction per event-loop tick for every room), reads for loading and for
-other processes, and the file-hash claim that keeps two processes from merging one
-out-of-band file edit twice."""
+commit (one transaction per event-loop tick for every room), and reads for loading and
+for other processes. (The file mirror's record is `filebase`.)"""
 
 from __future__ import annotations
 
@@ -80,27 +79,6 @@ class UpdateStore:
             path,
         )
         return None if value is None else int(value)
-
-    async def file_sha(self, doc_id: int) -> str | None:
-        value: str | None = await self.pool.fetchval(
-            "SELECT file_sha256 FROM yjs_documents WHERE doc_id = $1", doc_id
-        )
-        return value
-
-    async def set_file_sha(self, doc_id: int, sha: str) -> None:
-        await self.pool.execute(
-            "UPDATE yjs_documents SET file_sha256 = $2 WHERE doc_id = $1", doc_id, sha
-        )
-
-    async def claim_file_sha(self, doc_id: int, sha: str) -> bool:
-        """Record `sha` as the file's content; True for the one process that changed it."""
-        row = await self.pool.fetchval(
-            """UPDATE yjs_documents SET file_sha256 = $2
-               WHERE doc_id = $1 AND file_sha256 IS DISTINCT FROM $2 RETURNING 1""",
-            doc_id,
-            sha,
-        )
-        return row is not None
 
     # -- reading -----------------------------------------------------------------
 
