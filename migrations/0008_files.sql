@@ -33,5 +33,7 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER accounts_accept_invitations AFTER INSERT ON accounts
+-- Triggers fire in name order: this one sorts after `accounts_changes`, so the change log
+-- holds the new account (and its name) before the memberships that name it.
+CREATE TRIGGER accounts_changes_then_accept_invitations AFTER INSERT ON accounts
     FOR EACH ROW EXECUTE FUNCTION accept_invitations();

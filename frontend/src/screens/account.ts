@@ -29,7 +29,7 @@ export function accountScreen(): HTMLElement {
               void load();
             } }, "Revoke")))))));
   };
-  const keyName = h("input", { class: "input", placeholder: "e.g. grading script", "aria-label": "New key name", id: "key-name" });
+  const keyName = h("input", { class: "input", placeholder: "e.g. grading script", id: "key-name" });
   const content = h("div", { class: "page narrow" },
     h("div", { class: "page-head" }, h("h1", null, "Account")),
     h("section", { class: "card" },

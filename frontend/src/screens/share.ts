@@ -8,7 +8,7 @@ export function sharePanel(projectId: string, title: string): void {
   const { client, account } = session();
   const list = h("ul", { class: "people", "aria-label": "Collaborators" });
   const invites = h("ul", { class: "people" });
-  const email = h("input", { class: "input", type: "email", placeholder: "name@example.com", "aria-label": "Email address", required: true, id: "share-email" });
+  const email = h("input", { class: "input", type: "email", placeholder: "name@example.com", required: true, id: "share-email" });
   let amOwner = false;
   const render = (rows: Map<string, Row>) => {
     amOwner = [...rows.values()].some((r) => r.account_id === account.account_id && r.role === "owner");
@@ -23,16 +23,16 @@ export function sharePanel(projectId: string, title: string): void {
           } }, "Remove")
         : null)));
   };
-  const feed = liveRows(client, { collaborators: [{ project_id: projectId, account_id: null, role: null, name: null }] }, (r) => String(r.account_id), render);
-  const loadInvites = async () => {
+  // A new member may be an invitation just accepted: the pending list is read again.
+  const feed = liveRows(client, { collaborators: [{ project_id: projectId, account_id: null, role: null, name: null }] }, (r) => String(r.account_id), (rows) => { render(rows); void loadInvites(); });
+  async function loadInvites() {
     try {
       const res = await client.call<{ invitations: { email: string }[] }>("project.invitations", { project_id: projectId });
       replace(invites, res.invitations.map((i) => h("li", { class: "person" }, h("span", { class: "avatar avatar-pending" }, "@"), h("span", { class: "person-name" }, i.email), h("span", { class: "role muted" }, "invited"))));
     } catch {
       replace(invites);
     }
-  };
-  void loadInvites();
+  }
   const dialog = h("dialog", { class: "dialog dialog-wide", "aria-label": `Share ${title}` },
     h("div", { class: "dialog-head" }, h("h2", null, `Share “${title}”`), h("button", { class: "btn btn-icon", "aria-label": "Close", onclick: () => close() }, icon("x"))),
     h("form", { class: "row-form", onsubmit: async (e: Event) => {
