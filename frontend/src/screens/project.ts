@@ -110,7 +110,7 @@ export class ProjectScreen {
         p.state_error ? h("span", { class: "muted small" }, String(p.state_error)) : null),
       h("div", { class: "btn-group" },
         lifecycleButtons(p),
-        h("button", { class: "btn btn-ghost btn-sm", onclick: () => renameProject(p) }, icon("edit", 14), "Rename"),
+        h("button", { class: "btn btn-ghost btn-sm", onclick: () => renameProject(p), "aria-label": "Rename project" }, icon("edit", 14), "Rename"),
         h("button", { class: "btn btn-sm", onclick: () => sharePanel(this.projectId, String(p.title)) }, icon("users", 14), "Share")));
   }
 
