@@ -72,8 +72,26 @@ export function openTerminal(host: HTMLElement, projectId: string, path: string)
       if (data === "\r") void open();
       return;
     }
-    if (id) client.call("terminal.input", { project_id: projectId, path, data }).catch(() => undefined);
+    if (id) send(data);
   });
+  // The server runs a connection's calls concurrently, so keystrokes go one call at a
+  // time, in order; what is typed meanwhile is batched into the next call.
+  let queued = "";
+  let sending = false;
+  const send = (data: string) => {
+    queued += data;
+    if (sending) return;
+    const flush = async () => {
+      sending = true;
+      while (queued && !destroyed) {
+        const chunk = queued.slice(0, 65536);
+        queued = queued.slice(chunk.length);
+        await client.call("terminal.input", { project_id: projectId, path, data: chunk }).catch(() => undefined);
+      }
+      sending = false;
+    };
+    void flush();
+  };
   let resizeTimer: number | undefined;
   const observer = new ResizeObserver(() => {
     clearTimeout(resizeTimer);
