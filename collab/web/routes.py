@@ -73,6 +73,15 @@ async def asset(request: Request) -> Response:
     return FileResponse(path, headers=headers, media_type=_content_type(name))
 
 
+async def service_worker(request: Request) -> Response:
+    path = web_dir(request) / "sw.js"
+    if not path.is_file():
+        return Response("not found", status_code=404, media_type="text/plain")
+    # Never cached by HTTP: the browser checks it on every load, so a new build takes over.
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    return FileResponse(path, headers=headers, media_type="text/javascript; charset=utf-8")
+
+
 def _content_type(name: str) -> str:
     for suffix, kind in (
         (".js", "text/javascript; charset=utf-8"),
@@ -89,4 +98,5 @@ def _content_type(name: str) -> str:
 routes: list[BaseRoute] = [
     *(Route(path, app_shell, methods=["GET", "HEAD"]) for path in CLIENT_ROUTES),
     Route("/assets/{name}", asset, methods=["GET", "HEAD"]),
+    Route("/sw.js", service_worker, methods=["GET", "HEAD"]),
 ]

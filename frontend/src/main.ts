@@ -59,6 +59,9 @@ async function render(): Promise<void> {
   }
 }
 
+// The service worker keeps the app shell, so a page reloaded offline still opens.
+if ("serviceWorker" in navigator) void navigator.serviceWorker.register("/sw.js").catch(() => undefined);
+
 window.addEventListener("collab:unauthenticated", () => navigate("/signin", true));
 onNavigate(() => void render());
 void render();

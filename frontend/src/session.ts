@@ -1,7 +1,11 @@
 // The signed-in account and the one /ws connection every screen shares.
 
 import { type Account, me } from "./api/http";
-import { Client } from "./api/ws";
+import { ApiError, Client } from "./api/ws";
+
+// The account is remembered so that a page opened offline still knows who is signed in;
+// the server checks the session again when the connection comes back.
+const ACCOUNT_KEY = "collab:account";
 
 export interface Session {
   account: Account;
@@ -14,21 +18,25 @@ export async function loadSession(): Promise<Session | null> {
   if (current) return current;
   try {
     const account = await me();
+    localStorage.setItem(ACCOUNT_KEY, JSON.stringify(account));
     current = { account, client: new Client() };
-  } catch {
-    current = null;
+  } catch (err) {
+    const saved = localStorage.getItem(ACCOUNT_KEY);
+    current = !(err instanceof ApiError) && saved ? { account: JSON.parse(saved) as Account, client: new Client() } : null;
   }
   return current;
 }
 
 export function startSession(account: Account): Session {
   current?.client.close();
+  localStorage.setItem(ACCOUNT_KEY, JSON.stringify(account));
   current = { account, client: new Client() };
   return current;
 }
 
 export function endSession(): void {
   current?.client.close();
+  localStorage.removeItem(ACCOUNT_KEY);
   current = null;
 }
 

@@ -42,7 +42,25 @@ export function openShared(projectId: string, path: string): SharedDoc {
   const key = `collab:${projectId}:${path}`;
   const local = new IndexeddbPersistence(key, doc);
   const room = path.split("/").map(encodeURIComponent).join("/");
-  const provider = new WebsocketProvider(yjsBase(projectId), room, doc, { connect: false, disableBc: true });
+  // Counts the sync step-2 and update messages sent on the current socket, which the
+  // server's acknowledgements (?acks=1, message type 8) count too.
+  const sent = { n: 0 };
+  class CountingWebSocket extends WebSocket {
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super(url, protocols);
+      sent.n = 0;
+    }
+    send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
+      if (data instanceof Uint8Array && data[0] === 0 && (data[1] === 1 || data[1] === 2)) sent.n++;
+      super.send(data as ArrayBuffer);
+    }
+  }
+  const provider = new WebsocketProvider(yjsBase(projectId), room, doc, {
+    connect: false,
+    disableBc: true,
+    params: { acks: "1" },
+    WebSocketPolyfill: CountingWebSocket as unknown as typeof WebSocket,
+  });
   const { account } = session();
   provider.awareness.setLocalStateField("user", {
     name: account.name || account.email,
@@ -74,11 +92,27 @@ export function openShared(projectId: string, path: string): SharedDoc {
     syncHandler(encoder, decoder, prov, emitSynced, type);
   };
 
+  // Everything this socket sent is stored: the server holds at least this document's
+  // state now (what it sent us, it had), which is the floor the next connection checks.
+  provider.messageHandlers[8] = (_encoder, decoder) => {
+    const acked = decoding.readVarUint(decoder);
+    if (mismatch || acked !== sent.n) return;
+    storedSv = Y.decodeStateVector(Y.encodeStateVector(doc));
+    void local.set(SERVER_SV, Y.encodeStateVector(doc) as unknown as ArrayBuffer);
+  };
+
   const ready = local.whenSynced.then(async () => {
     const raw = (await local.get(SERVER_SV)) as Uint8Array | undefined;
     if (raw instanceof Uint8Array) storedSv = Y.decodeStateVector(raw);
-    provider.connect();
+    if (navigator.onLine) provider.connect();
   });
+
+  // A socket that went offline may look open for a long while: drop it at once, and come
+  // back as soon as the browser is online again instead of waiting for a backoff.
+  const goOffline = () => { if (!mismatch) provider.disconnect(); status("offline"); };
+  const goOnline = () => { if (!mismatch) void ready.then(() => provider.connect()); };
+  window.addEventListener("offline", goOffline);
+  window.addEventListener("online", goOnline);
 
   const status = (s: ConnectionState) => reportDocState(key, s);
   provider.on("status", ({ status: st }) => status(st === "connected" ? "connected" : navigator.onLine ? "reconnecting" : "offline"));
@@ -92,6 +126,8 @@ export function openShared(projectId: string, path: string): SharedDoc {
     onMismatch: (fn) => { mismatchListeners.push(fn); if (mismatch) fn(); },
     discardLocal: async () => { await local.clearData(); },
     destroy: () => {
+      window.removeEventListener("offline", goOffline);
+      window.removeEventListener("online", goOnline);
       reportDocState(key, null);
       provider.destroy();
       void local.destroy();
