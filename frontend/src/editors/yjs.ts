@@ -81,6 +81,7 @@ export function openShared(projectId: string, path: string): SharedDoc {
       const sv = Y.decodeStateVector(decoding.readVarUint8Array(peek));
       if (storedSv && storedSv.size && !dominates(sv, storedSv)) {
         mismatch = true;
+        reportDocState(key, null);
         provider.shouldConnect = false;
         provider.ws?.close();
         for (const fn of mismatchListeners) fn();
@@ -114,7 +115,8 @@ export function openShared(projectId: string, path: string): SharedDoc {
   window.addEventListener("offline", goOffline);
   window.addEventListener("online", goOnline);
 
-  const status = (s: ConnectionState) => reportDocState(key, s);
+  // A document detached on purpose (mismatch) is no connection trouble.
+  const status = (s: ConnectionState) => reportDocState(key, mismatch ? null : s);
   provider.on("status", ({ status: st }) => status(st === "connected" ? "connected" : navigator.onLine ? "reconnecting" : "offline"));
   provider.on("sync", (synced: boolean) => { if (synced) status("connected"); });
 
