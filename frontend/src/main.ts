@@ -11,6 +11,9 @@ import { h, replace } from "./ui/dom";
 import { applyTheme } from "./ui/theme";
 
 applyTheme();
+// A deep link to a document: fetch its editor while the session is checked.
+const first = parse(new URL(location.href));
+if (first.name === "project" && first.path) void import("./editors/open").then((m) => m.prefetch(first.path!));
 const root = document.getElementById("app")!;
 let cleanup: (() => void) | null = null;
 let project: ProjectScreen | null = null;
@@ -59,8 +62,10 @@ async function render(): Promise<void> {
   }
 }
 
-// The service worker keeps the app shell, so a page reloaded offline still opens.
-if ("serviceWorker" in navigator) void navigator.serviceWorker.register("/sw.js").catch(() => undefined);
+// The service worker keeps the app shell, so a page reloaded offline still opens. It
+// caches every asset when installed, so it waits until the first screen is up.
+if ("serviceWorker" in navigator)
+  window.addEventListener("load", () => setTimeout(() => void navigator.serviceWorker.register("/sw.js").catch(() => undefined), 2000));
 
 window.addEventListener("collab:unauthenticated", () => navigate("/signin", true));
 onNavigate(() => void render());

@@ -10,6 +10,15 @@ export interface DocView {
 const IMAGE = /\.(png|jpe?g|gif|svg|webp|bmp|ico)$/i;
 const BINARY = /\.(pdf|zip|gz|tar|whl|so|bin|exe|pkl|npy|npz|h5|parquet|sqlite|db|mp3|mp4|wav|ogg|woff2?|ttf)$/i;
 
+/** Start loading the modules a file's view needs (a deep link, before the screen is up). */
+export function prefetch(path: string): void {
+  if (path.endsWith(".term")) void import("./terminal");
+  else if (!path.endsWith(".ipynb") && !IMAGE.test(path) && !BINARY.test(path)) {
+    void import("./text");
+    void import("./languages").then((m) => m.languageFor(path));
+  }
+}
+
 export function openDocument(host: HTMLElement, projectId: string, path: string): DocView {
   let inner: DocView | null = null;
   let destroyed = false;

@@ -78,8 +78,7 @@ export function openText(host: HTMLElement, projectId: string, path: string): Do
   let view: EditorView | null = null;
   let destroyed = false;
   void (async () => {
-    const language = await languageFor(path);
-    await shared.ready;
+    const [language] = await Promise.all([languageFor(path), shared.ready]);
     if (destroyed) return;
     view = new EditorView({
       parent: editorEl,
