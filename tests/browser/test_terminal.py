@@ -3,11 +3,22 @@ and files it makes appear in the tree live."""
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from playwright.async_api import Browser, expect
 
+from collab.config import Settings
 from tests.browser.conftest import page_for, shoot
 from tests.browser.test_editor import shared_project
 from tests.conftest import Served, make_user
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # dash reads no rc file: the machine's ~/.bashrc (pyenv rehash locks and all) must not
+    # decide whether the test's shell answers (as in tests/terminals).
+    return settings.replace(terminal_shell="/bin/sh")
 
 
 async def test_echo_in_one_browser_shows_in_the_other(server: Served, browser: Browser) -> None:
@@ -22,6 +33,9 @@ async def test_echo_in_one_browser_shows_in_the_other(server: Served, browser: B
     await g.goto(url)
     await expect(g.get_by_test_id("terminal-status")).to_contain_text("Shared terminal")
 
+    # The shell's prompt first: input typed before the shell reads its terminal may be
+    # discarded by the shell as it starts.
+    await expect(a.locator(".xterm-rows")).to_have_text(re.compile(r"\S"))
     await a.locator(".xterm").click()
     await a.keyboard.type("echo hello from $((6*7))\n")
     await expect(g.locator(".xterm-rows")).to_contain_text("hello from 42")
