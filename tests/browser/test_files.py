@@ -150,3 +150,21 @@ async def test_upload_limits_and_raw_files_are_sandboxed(server: Served) -> None
         assert r.status_code in (400, 404)
         r = await http.put(f"/api/projects/{pid}/upload/a/../../x", content=b"x", headers=auth)
         assert r.status_code in (400, 404)
+
+
+async def test_drop_files_on_the_tree_uploads_them(server: Served, browser: Browser) -> None:
+    ada = await make_user(server, "ada@example.com", "Ada")
+    page = await page_for(browser, server, ada)
+    project_id = await create_project(page, "Drop")
+    await page.evaluate(
+        """() => {
+          const dt = new DataTransfer();
+          dt.items.add(new File(["dropped bytes"], "dropped.txt", { type: "text/plain" }));
+          const sidebar = document.querySelector(".sidebar");
+          sidebar.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true }));
+          sidebar.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true }));
+        }"""
+    )
+    await expect(page.locator('.tree-row[data-path="dropped.txt"]')).to_contain_text("13 B")
+    target = project_file(server, project_id, "dropped.txt")
+    assert await asyncio.to_thread(target.read_text) == "dropped bytes"

@@ -8,7 +8,7 @@ import re
 from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import page_for, shoot
-from tests.conftest import Served, make_user
+from tests.conftest import Served, make_user, ws_connect
 
 
 async def create_project(page: Page, title: str) -> str:
@@ -88,8 +88,6 @@ async def test_invitation_by_email_is_accepted_at_sign_up(server: Served, browse
 
 
 async def test_inviting_a_stranger_email_answers_like_an_existing_one(server: Served) -> None:
-    from tests.conftest import ws_connect
-
     ada = await make_user(server, "ada@example.com", "Ada")
     await make_user(server, "exists@example.com", "Exists")
     mallory = await make_user(server, "mallory@example.com", "Mallory")
@@ -138,3 +136,25 @@ async def test_stranger_is_refused_every_project_url_and_download(
         assert "top secret" not in await r.text()
     r = await e.request.put(f"/api/projects/{project_id}/upload/x.txt", data=b"x")
     assert r.status == 403
+
+
+async def test_list_catches_up_after_the_network_returns(server: Served, browser: Browser) -> None:
+    """The feed resumes from its cursor: a rename made while this browser was offline
+    arrives when it is back, without a reload."""
+    from tests.browser.conftest import context_for
+
+    ada = await make_user(server, "ada@example.com", "Ada")
+    ctx = await context_for(browser, server, ada)
+    page = await ctx.new_page()
+    project_id = await create_project(page, "Before")
+    await page.goto("/projects")
+    row = page.locator(f'tr[data-project="{project_id}"]')
+    await expect(row).to_contain_text("Before")
+    await ctx.set_offline(True)
+    await expect(page.get_by_test_id("connection")).to_have_text("Offline")
+    async with ws_connect(server, ada.key) as ws:
+        r = await ws.request({"query": {"projects": {"project_id": project_id, "title": "After"}}})
+        assert "result" in r, r
+    await ctx.set_offline(False)
+    await expect(page.get_by_test_id("connection")).to_have_text("Connected")
+    await expect(row).to_contain_text("After")
