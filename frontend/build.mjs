@@ -35,6 +35,20 @@ const name = (f) => "/assets/" + path.basename(f);
 // Modules the entry imports statically are preloaded so the first screen needs one round trip.
 const preload = outputs[entry].imports.filter((i) => i.kind === "import-statement").map((i) => i.path);
 
+// Lazy modules load their chunks one import level at a time; the app preloads a lazy
+// module's whole chunk closure at once instead (src/preload.ts), from this map of
+// dynamic-import targets to every chunk they need.
+const closure = (f, acc = new Set()) => {
+  if (acc.has(f)) return acc;
+  acc.add(f);
+  for (const i of outputs[f].imports) if (i.kind === "import-statement") closure(i.path, acc);
+  return acc;
+};
+const lazy = {};
+for (const [f, o] of Object.entries(outputs)) {
+  if (o.entryPoint && f !== entry && f.endsWith(".js")) lazy[o.entryPoint] = [...closure(f)].map(name);
+}
+
 const html = `<!doctype html>
 <html lang="en">
 <head>
@@ -49,6 +63,7 @@ ${preload.map((p) => `<link rel="modulepreload" href="${name(p)}">`).join("\n")}
 </head>
 <body>
 <div id="app"></div>
+<script type="application/json" id="lazy-chunks">${JSON.stringify(lazy)}</script>
 <noscript>collab needs JavaScript.</noscript>
 </body>
 </html>

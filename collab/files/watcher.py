@@ -47,6 +47,7 @@ async def watch(pool: asyncpg.Pool, projects_dir: Path, stop: asyncio.Event) -> 
         recursive=True,
         ignore_permission_denied=True,
     ):
+        added = {_split(projects_dir, p) for c, p in changes if c == watchfiles.Change.added}
         paths = {_split(projects_dir, p) for _, p in changes}
         # A change inside a folder also touches the folders above it (their mtime); the
         # tree shows files' sizes and times, so only the changed paths are refreshed.
@@ -59,7 +60,7 @@ async def watch(pool: asyncpg.Pool, projects_dir: Path, stop: asyncio.Event) -> 
                 # A folder that appeared with contents (a move, an unpacked archive) is
                 # listed whole: inotify reports only the folder.
                 full = projects_dir / str(project_id) / path
-                if await asyncio.to_thread(_real_dir, full):
+                if item in added and await asyncio.to_thread(_real_dir, full):
                     await listing.reconcile(pool, project_id, projects_dir / str(project_id))
             except asyncpg.ForeignKeyViolationError:
                 pass  # a project deleted under our feet

@@ -6,6 +6,7 @@ import { accountScreen } from "./screens/account";
 import { authScreen } from "./screens/auth";
 import { ProjectScreen } from "./screens/project";
 import { projectsScreen } from "./screens/projects";
+import { prefetch } from "./editors/open";
 import { loadSession } from "./session";
 import { h, replace } from "./ui/dom";
 import { applyTheme } from "./ui/theme";
@@ -13,7 +14,7 @@ import { applyTheme } from "./ui/theme";
 applyTheme();
 // A deep link to a document: fetch its editor while the session is checked.
 const first = parse(new URL(location.href));
-if (first.name === "project" && first.path) void import("./editors/open").then((m) => m.prefetch(first.path!));
+if (first.name === "project" && first.path) prefetch(first.path);
 const root = document.getElementById("app")!;
 let cleanup: (() => void) | null = null;
 let project: ProjectScreen | null = null;

@@ -1,6 +1,7 @@
 // Picks the view for a file by its name; heavy editors load only when first needed.
 
 import { rawUrl } from "../api/http";
+import { preload } from "../preload";
 import { h, replace } from "../ui/dom";
 
 export interface DocView {
@@ -10,12 +11,21 @@ export interface DocView {
 const IMAGE = /\.(png|jpe?g|gif|svg|webp|bmp|ico)$/i;
 const BINARY = /\.(pdf|zip|gz|tar|whl|so|bin|exe|pkl|npy|npz|h5|parquet|sqlite|db|mp3|mp4|wav|ogg|woff2?|ttf)$/i;
 
-/** Start loading the modules a file's view needs (a deep link, before the screen is up). */
+const LANGUAGE_MODULES: [RegExp, string][] = [
+  [/\.py$/i, "lang-python"],
+  [/\.(md|markdown)$/i, "lang-markdown"],
+  [/\.(json|ipynb)$/i, "lang-json"],
+  [/\.ya?ml$/i, "lang-yaml"],
+  [/\.(sh|bash|zsh)$/i, "mode/shell"],
+];
+
+/** Start loading the modules a file's view needs, all chunks at once. */
 export function prefetch(path: string): void {
-  if (path.endsWith(".term")) void import("./terminal");
+  if (path.endsWith(".term")) preload("editors/terminal");
   else if (!path.endsWith(".ipynb") && !IMAGE.test(path) && !BINARY.test(path)) {
-    void import("./text");
-    void import("./languages").then((m) => m.languageFor(path));
+    preload("editors/text");
+    for (const [re, mod] of LANGUAGE_MODULES) if (re.test(path)) preload(mod);
+    if (/\.(md|markdown)$/i.test(path)) preload("editors/markdown");
   }
 }
 
@@ -23,6 +33,7 @@ export function openDocument(host: HTMLElement, projectId: string, path: string)
   let inner: DocView | null = null;
   let destroyed = false;
   const load = async () => {
+    prefetch(path);
     replace(host, h("div", { class: "loading" }, h("span", { class: "spinner" }), "Opening…"));
     if (IMAGE.test(path)) {
       replace(host, h("div", { class: "image-view" }, h("img", { src: rawUrl(projectId, path), alt: path })));

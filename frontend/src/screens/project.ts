@@ -82,7 +82,9 @@ export class ProjectScreen {
 
   private refused(err: ApiError): void {
     if (err.code === "forbidden") {
+      this.crumbTitle.textContent = "No access";
       replace(this.el.querySelector("main")!, h("div", { class: "empty", "data-testid": "refused" },
+        h("div", { class: "empty-icon" }, icon("key", 28)),
         h("h2", null, "You do not have access to this project"),
         h("p", { class: "muted" }, "It does not exist, or its owner has not added you."),
         h("a", { href: "/projects", class: "btn" }, "Back to your projects")));
