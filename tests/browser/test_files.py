@@ -4,6 +4,7 @@ disk live (a file made by a terminal appears); raw files are sandboxed."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
@@ -168,3 +169,22 @@ async def test_drop_files_on_the_tree_uploads_them(server: Served, browser: Brow
     await expect(page.locator('.tree-row[data-path="dropped.txt"]')).to_contain_text("13 B")
     target = project_file(server, project_id, "dropped.txt")
     assert await asyncio.to_thread(target.read_text) == "dropped bytes"
+
+
+async def test_new_notebook_is_a_valid_notebook_and_never_replaces_a_file(
+    server: Served, browser: Browser
+) -> None:
+    ada = await make_user(server, "ada@example.com", "Ada")
+    page = await page_for(browser, server, ada)
+    project_id = await create_project(page, "Notebooks")
+    await page.get_by_role("button", name="New notebook").click()
+    await answer_prompt(page, "Name", "analysis", "Create")
+    await expect(page.locator('.tree-row[data-path="analysis.ipynb"]')).to_be_visible()
+    target = project_file(server, project_id, "analysis.ipynb")
+    notebook = json.loads(await asyncio.to_thread(target.read_text))
+    assert notebook["nbformat"] == 4 and notebook["cells"] == []
+    await asyncio.to_thread(target.write_text, '{"keep": "me"}')
+    await page.get_by_role("button", name="New notebook").click()
+    await answer_prompt(page, "Name", "analysis.ipynb", "Create")
+    await expect(page.get_by_text("exists")).to_be_visible()
+    assert await asyncio.to_thread(target.read_text) == '{"keep": "me"}'

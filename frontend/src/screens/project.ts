@@ -164,7 +164,14 @@ export class ProjectScreen {
         await client.call("files.mkdir", { project_id: this.projectId, path });
         this.expanded.add(path);
       } else if (kind === "terminal") navigate(fileUrl(this.projectId, path));
-      else {
+      else if (kind === "notebook") {
+        // An empty file is not a notebook: start from a valid, empty nbformat 4 document.
+        // files.create first: it refuses an existing name, which the upload would replace.
+        const nb = { cells: [], metadata: {}, nbformat: 4, nbformat_minor: 5 };
+        await client.call("files.create", { project_id: this.projectId, path });
+        await upload(this.projectId, this.selectedDir, new File([JSON.stringify(nb, null, 1)], name));
+        navigate(fileUrl(this.projectId, path));
+      } else {
         await client.call("files.create", { project_id: this.projectId, path });
         navigate(fileUrl(this.projectId, path));
       }
