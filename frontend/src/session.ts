@@ -37,6 +37,10 @@ export function startSession(account: Account): Session {
 export function endSession(): void {
   current?.client.close();
   localStorage.removeItem(ACCOUNT_KEY);
+  // Documents kept for offline use leave with the account (a shared computer).
+  void indexedDB.databases?.().then((dbs) => {
+    for (const db of dbs) if (db.name?.startsWith("collab:")) indexedDB.deleteDatabase(db.name);
+  });
   current = null;
 }
 

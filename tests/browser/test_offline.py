@@ -159,3 +159,24 @@ async def test_a_server_that_lost_this_copy_is_not_merged_into(
     await expect(g.locator(".cm-content")).to_contain_text("baseonline!")
     await expect(g.locator(".cm-content")).not_to_contain_text("onlineonline")
     assert await asyncio.to_thread(target.read_text) != "base\nonlineonlinemine"
+
+
+async def test_sign_out_removes_the_documents_kept_for_offline(
+    server: Served, browser: Browser
+) -> None:
+    ada = await make_user(server, "ada@example.com", "Ada Lovelace")
+    grace = await make_user(server, "grace@example.com", "Grace Hopper")
+    pid = await shared_project(server, ada.key, grace.account_id, {"diary.txt": "private\n"})
+    a = await page_for(browser, server, ada)
+    await a.goto(f"/projects/{pid}/files/diary.txt")
+    await expect(a.locator(".cm-content")).to_contain_text("private")
+    names = "() => indexedDB.databases().then((d) => d.map((x) => x.name))"
+    assert f"collab:{pid}:diary.txt" in await a.evaluate(names)
+    await a.get_by_role("button", name="Account menu").click()
+    await a.get_by_role("menuitem", name="Sign out").click()
+    await expect(a.get_by_role("heading", name="Sign in")).to_be_visible()
+
+    async def gone() -> bool:
+        return not any(n.startswith("collab:") for n in await a.evaluate(names))
+
+    await eventually(gone, what="the offline copies to be deleted")
