@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install sandbox-deps
+FRONTEND_STAMP := frontend/dist/index.html
+
+.PHONY: run test lint install sandbox-deps browser-deps frontend
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The browser app, rebuilt when its sources change; built files are not committed.
+$(FRONTEND_STAMP): frontend/package.json frontend/package-lock.json frontend/build.mjs $(shell find frontend/src -type f 2>/dev/null)
+	@if command -v npm >/dev/null 2>&1; then \
+		cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build; \
+	else \
+		echo "npm is not installed: the browser app is not built (the API works without it)"; \
+	fi
 
 # Kernels and terminals run in bubblewrap (collab/sandbox): installed with apt-get when
 # missing and we are root; otherwise the server still starts and says what is missing.
@@ -27,10 +35,27 @@ sandbox-deps:
 		echo "      cgroup limits and per-project users need the server to run as root."; \
 	fi
 
-run: $(STAMP) sandbox-deps
+# The browser tests drive Debian's chromium (never a downloaded browser); the app is built
+# with node and npm. Installed with apt-get when missing and we are root.
+browser-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else \
+		echo "NOTE: missing$$missing: install them (apt-get install$$missing) for the browser tests"; \
+	fi
+
+frontend: $(FRONTEND_STAMP)
+
+install: $(STAMP) frontend
+
+run: $(STAMP) frontend sandbox-deps
 	$(BIN)/collab serve $(ARGS)
 
-test: $(STAMP) sandbox-deps
+test: browser-deps $(STAMP) frontend sandbox-deps
 	$(BIN)/pytest $(ARGS)
 
 lint: $(STAMP)

@@ -22,8 +22,11 @@ from collab.auth.routes import routes as auth_routes
 from collab.auth.tokens import ApiKeys, Sessions
 from collab.config import Settings
 from collab.db import embedded, migrate, pool
+from collab.files.calls import component as files_component
+from collab.files.routes import routes as files_routes
 from collab.kernels.calls import component as kernels_component
 from collab.logs import RequestLog
+from collab.projects.invitations import component as invitations_component
 from collab.projects.lifecycle import lifecycle_component
 from collab.sandbox.service import sandbox_component
 from collab.services import Services
@@ -31,6 +34,7 @@ from collab.sync.component import ROUTE as SYNC_ROUTE
 from collab.sync.component import sync_component
 from collab.tables.component import tables_component
 from collab.terminals.calls import component as terminals_component
+from collab.web.routes import routes as web_routes
 from collab.ws.dispatch import Api
 from collab.ws.endpoint import ws_endpoint
 
@@ -48,6 +52,8 @@ COMPONENTS: list[Component] = [
     kernels_component,
     terminals_component,
     lifecycle_component,
+    files_component,
+    invitations_component,
 ]
 EXTRA_ROUTES: list[BaseRoute] = [SYNC_ROUTE]
 
@@ -118,5 +124,8 @@ def create_app(settings: Settings) -> Starlette:
         *auth_routes,
         WebSocketRoute("/ws", ws_endpoint),
         *EXTRA_ROUTES,
+        *files_routes,
+        # Last: the app's client routes never shadow an API path.
+        *web_routes,
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestLog)])

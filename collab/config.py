@@ -102,6 +102,12 @@ class Settings:
     tables_log_max_rows: int = 1_000_000
     tables_log_min_age: int = 600
     tables_trim_interval: int = 60
+    # The browser app (collab/web, docs/operations.md). None: frontend/dist of the source.
+    web_dir: Path | None = None
+    # CSP frame-ancestors of the app's pages: who may embed the app in a frame.
+    web_frame_ancestors: str = "'none'"
+    # Files (collab/files): the largest upload, in bytes.
+    files_max_upload_bytes: int = 512 * 1024 * 1024
 
     @property
     def projects_dir(self) -> Path:

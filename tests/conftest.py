@@ -231,3 +231,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "db_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+        if "tests/browser/" in item.nodeid:
+            item.add_marker(pytest.mark.browser)

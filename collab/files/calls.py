@@ -1,0 +1,169 @@
+"""The file calls on /ws (files.scan, files.create, files.mkdir, files.move, files.delete)
+and the component that runs the listings watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from collab.errors import ApiError
+from collab.files import listing, watcher
+from collab.files.paths import checked, inside, project_root
+from collab.kernels.access import project_id_arg
+from collab.projects import store
+from collab.services import Services
+from collab.ws.connection import Connection
+from collab.ws.dispatch import Api
+
+
+def _only(args: dict[str, Any], *allowed: str) -> None:
+    extra = set(args) - {"project_id", *allowed}
+    if extra:
+        raise ApiError("bad_args", f"unexpected arguments: {', '.join(sorted(extra))}")
+
+
+async def member_root(conn: Connection, args: dict[str, Any]) -> tuple[UUID, Path]:
+    project_id = project_id_arg(args)
+    if await store.role(conn.services.pool, project_id, conn.account.account_id) is None:
+        # The same answer for a missing project as for someone else's: no probing for ids.
+        raise ApiError("forbidden", "you are not a member of this project", status=403)
+    root = await asyncio.to_thread(project_root, conn.services.settings.projects_dir, project_id)
+    return project_id, root
+
+
+def _os_error(err: OSError) -> ApiError:
+    if err.errno == errno.EEXIST or isinstance(err, FileExistsError):
+        return ApiError("exists", "a file or folder with that name exists", status=409)
+    if err.errno == errno.ENOENT:
+        return ApiError("not_found", "no such file or folder", status=404)
+    if err.errno == errno.ENOTEMPTY:
+        return ApiError("exists", "the target is a folder that is not empty", status=409)
+    if err.errno in (errno.ENOTDIR, errno.EISDIR):
+        return ApiError("bad_path", "a file is in the way of that path")
+    return ApiError("file_error", "the file operation failed", status=500)
+
+
+async def files_scan(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+    _only(args)
+    project_id, root = await member_root(conn, args)
+    count = await listing.reconcile(conn.services.pool, project_id, root)
+    return {"entries": count}
+
+
+async def files_create(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+    _only(args, "path")
+    project_id, root = await member_root(conn, args)
+    path = checked(args.get("path"))
+
+    def create() -> None:
+        target = inside(root, path, follow=False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(fd)
+
+    try:
+        await asyncio.to_thread(create)
+    except OSError as err:
+        raise _os_error(err) from None
+    await _refresh_chain(conn, project_id, root, path)
+    return {"path": path}
+
+
+async def files_mkdir(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+    _only(args, "path")
+    project_id, root = await member_root(conn, args)
+    path = checked(args.get("path"))
+    try:
+        await asyncio.to_thread(lambda: inside(root, path, follow=False).mkdir(parents=True))
+    except OSError as err:
+        raise _os_error(err) from None
+    await _refresh_chain(conn, project_id, root, path)
+    return {"path": path}
+
+
+async def files_move(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+    _only(args, "path", "to")
+    project_id, root = await member_root(conn, args)
+    path = checked(args.get("path"))
+    to = checked(args.get("to"), "to")
+    if to == path or to.startswith(path + "/"):
+        raise ApiError("bad_path", "a folder cannot move into itself")
+
+    def move() -> None:
+        source = inside(root, path, follow=False)
+        target = inside(root, to, follow=False)
+        if not source.exists() and not source.is_symlink():
+            raise FileNotFoundError(errno.ENOENT, "no such file")
+        if target.exists() or target.is_symlink():
+            raise FileExistsError(errno.EEXIST, "exists")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # rename(2): atomic, and a symlink moves as itself.
+        os.rename(source, target)
+
+    try:
+        await asyncio.to_thread(move)
+    except OSError as err:
+        raise _os_error(err) from None
+    await listing.refresh(conn.services.pool, project_id, root, path)
+    await listing.reconcile(conn.services.pool, project_id, root)
+    return {"path": to}
+
+
+async def files_delete(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+    _only(args, "path")
+    project_id, root = await member_root(conn, args)
+    path = checked(args.get("path"))
+
+    def delete() -> None:
+        target = inside(root, path, follow=False)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+
+    try:
+        await asyncio.to_thread(delete)
+    except OSError as err:
+        raise _os_error(err) from None
+    await listing.refresh(conn.services.pool, project_id, root, path)
+    return {"deleted": path}
+
+
+async def _refresh_chain(conn: Connection, project_id: UUID, root: Path, path: str) -> None:
+    """The new path and any folders made on the way to it."""
+    parts = path.split("/")
+    for i in range(1, len(parts) + 1):
+        await listing.refresh(conn.services.pool, project_id, root, "/".join(parts[:i]))
+
+
+CALLS = {
+    "files.scan": files_scan,
+    "files.create": files_create,
+    "files.mkdir": files_mkdir,
+    "files.move": files_move,
+    "files.delete": files_delete,
+}
+
+
+@contextlib.asynccontextmanager
+async def component(services: Services, api: Api) -> AsyncIterator[None]:
+    for name, handler in CALLS.items():
+        api.register_call(name, handler)
+    stop = asyncio.Event()
+    projects_dir = services.settings.projects_dir
+    await asyncio.to_thread(projects_dir.mkdir, parents=True, exist_ok=True)
+    resolved = await asyncio.to_thread(projects_dir.resolve)
+    task = asyncio.create_task(watcher.watch(services.pool, resolved, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, 5)

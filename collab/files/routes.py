@@ -1,0 +1,130 @@
+"""HTTP transfer of project files: upload (size-limited, written atomically), download
+(as an attachment) and raw (inline, for images in markdown and outputs, sandboxed)."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import quote
+from uuid import UUID
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from collab.auth.identity import identify, origin_allowed
+from collab.errors import ApiError
+from collab.files import listing
+from collab.files.paths import checked, inside, project_root
+from collab.http import api, services
+from collab.projects import store
+from collab.web.headers import raw_headers
+
+UPLOAD_PREFIX = ".collab-upload-"
+
+
+async def _member_file(request: Request, *, follow: bool = True) -> tuple[UUID, Path, str, Path]:
+    svc = services(request)
+    identity, reason = await identify(request, svc.sessions, svc.keys)
+    if identity is None:
+        raise ApiError("unauthenticated", reason or "not signed in", status=401)
+    if identity.via == "cookie" and not origin_allowed(request, svc.settings):
+        raise ApiError("forbidden_origin", "requests from this origin are not allowed", status=403)
+    try:
+        project_id = UUID(request.path_params["project_id"])
+    except ValueError:
+        raise ApiError("forbidden", "you are not a member of this project", status=403) from None
+    if await store.role(svc.pool, project_id, identity.account.account_id) is None:
+        raise ApiError("forbidden", "you are not a member of this project", status=403)
+    path = checked(request.path_params["path"])
+    root = await asyncio.to_thread(project_root, svc.settings.projects_dir, project_id)
+    full = await asyncio.to_thread(inside, root, path, follow=follow)
+    return project_id, root, path, full
+
+
+def _content_type(path: str) -> str:
+    kind, _ = mimetypes.guess_type(path)
+    if kind is None:
+        return "application/octet-stream"
+    if kind.startswith("text/") or kind in ("application/json", "application/javascript"):
+        return f"{kind}; charset=utf-8"
+    return kind
+
+
+def _existing_file(full: Path) -> None:
+    if not full.is_file():
+        raise ApiError("not_found", "no such file", status=404)
+
+
+@api
+async def download(request: Request) -> Response:
+    _, _, path, full = await _member_file(request)
+    await asyncio.to_thread(_existing_file, full)
+    name = path.rsplit("/", 1)[-1]
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    return FileResponse(
+        full,
+        media_type=_content_type(name),
+        headers={
+            "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-cache",
+        },
+    )
+
+
+@api
+async def raw(request: Request) -> Response:
+    _, _, path, full = await _member_file(request)
+    await asyncio.to_thread(_existing_file, full)
+    return FileResponse(full, media_type=_content_type(path), headers=raw_headers())
+
+
+@api
+async def upload(request: Request) -> Response:
+    svc = services(request)
+    limit = svc.settings.files_max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError("too_large", f"an upload is at most {limit} bytes", status=413)
+    project_id, root, path, _ = await _member_file(request, follow=False)
+    target = await asyncio.to_thread(inside, root, path)
+    if await asyncio.to_thread(target.is_dir):
+        raise ApiError("bad_path", "the path is a folder")
+    await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+    # Written beside the target and renamed over it: a reader sees the old file or the
+    # whole new one, never a part; a failed or oversized upload leaves nothing behind.
+    temp = target.parent / f"{UPLOAD_PREFIX}{secrets.token_hex(8)}"
+    fd = await asyncio.to_thread(os.open, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError("too_large", f"an upload is at most {limit} bytes", status=413)
+                await asyncio.to_thread(fh.write, chunk)
+            await asyncio.to_thread(fh.flush)
+            await asyncio.to_thread(os.fsync, fh.fileno())
+        await asyncio.to_thread(os.replace, temp, target)
+    finally:
+        await asyncio.to_thread(_unlink_quietly, temp)
+    await listing.refresh(svc.pool, project_id, root, path)
+    return JSONResponse({"path": path, "size": size}, status_code=201)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+routes: list[BaseRoute] = [
+    Route("/api/projects/{project_id}/upload/{path:path}", upload, methods=["PUT"]),
+    Route("/api/projects/{project_id}/download/{path:path}", download, methods=["GET", "HEAD"]),
+    Route("/raw/{project_id}/{path:path}", raw, methods=["GET", "HEAD"]),
+]

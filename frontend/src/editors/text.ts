@@ -1,0 +1,154 @@
+// The text editor: CodeMirror 6 bound to the document's `source` Text by y-codemirror.next,
+// with collaborators' cursors, search, line numbers, syntax by file type, and a markdown
+// preview for .md files.
+
+import { defaultKeymap, history as cmHistory, historyKeymap, indentWithTab } from "@codemirror/commands";
+import { bracketMatching, HighlightStyle, indentOnInput, syntaxHighlighting } from "@codemirror/language";
+import { highlightSelectionMatches, search, searchKeymap } from "@codemirror/search";
+import { EditorState } from "@codemirror/state";
+import { drawSelection, EditorView, highlightActiveLine, highlightActiveLineGutter, keymap, lineNumbers } from "@codemirror/view";
+import { tags as t } from "@lezer/highlight";
+import { yCollab } from "y-codemirror.next";
+import * as Y from "yjs";
+import { upload } from "../api/http";
+import { avatar, h, icon, replace, toast } from "../ui/dom";
+import { languageFor } from "./languages";
+import type { DocView } from "./open";
+import { openShared } from "./yjs";
+
+const highlight = HighlightStyle.define([
+  { tag: [t.keyword, t.controlKeyword, t.moduleKeyword, t.operatorKeyword], color: "var(--syn-keyword)" },
+  { tag: [t.string, t.special(t.string)], color: "var(--syn-string)" },
+  { tag: [t.number, t.bool, t.null, t.atom], color: "var(--syn-number)" },
+  { tag: [t.comment, t.lineComment, t.blockComment], color: "var(--syn-comment)", fontStyle: "italic" },
+  { tag: [t.function(t.variableName), t.function(t.propertyName)], color: "var(--syn-function)" },
+  { tag: [t.definition(t.variableName), t.className, t.typeName], color: "var(--syn-def)" },
+  { tag: [t.propertyName, t.attributeName], color: "var(--syn-property)" },
+  { tag: t.heading, color: "var(--syn-keyword)", fontWeight: "600" },
+  { tag: t.emphasis, fontStyle: "italic" },
+  { tag: t.strong, fontWeight: "600" },
+  { tag: [t.link, t.url], color: "var(--syn-string)", textDecoration: "underline" },
+  { tag: [t.meta, t.processingInstruction], color: "var(--syn-comment)" },
+]);
+
+export const editorTheme = EditorView.theme({
+  "&": { height: "100%", fontSize: "13.5px", backgroundColor: "var(--bg)", color: "var(--fg)" },
+  ".cm-scroller": { fontFamily: "var(--mono)", lineHeight: "1.6" },
+  ".cm-content": { padding: "12px 0", caretColor: "var(--accent)" },
+  ".cm-gutters": { backgroundColor: "var(--bg)", color: "var(--fg-faint)", border: "none", paddingRight: "4px" },
+  ".cm-activeLine": { backgroundColor: "var(--bg-hover)" },
+  ".cm-activeLineGutter": { backgroundColor: "transparent", color: "var(--fg-muted)" },
+  "&.cm-focused": { outline: "none" },
+  ".cm-selectionBackground, &.cm-focused .cm-selectionBackground": { backgroundColor: "var(--selection) !important" },
+  ".cm-cursor": { borderLeftColor: "var(--accent)", borderLeftWidth: "2px" },
+  ".cm-panels": { backgroundColor: "var(--bg-subtle)", color: "var(--fg)" },
+  ".cm-panels.cm-panels-top": { borderBottom: "1px solid var(--border)" },
+  ".cm-searchMatch": { backgroundColor: "var(--search-match)" },
+  ".cm-ySelectionInfo": { fontFamily: "var(--sans)", fontSize: "11px", fontWeight: "600", padding: "1px 5px", borderRadius: "4px", opacity: "1", top: "-1.35em" },
+});
+
+export function openText(host: HTMLElement, projectId: string, path: string): DocView {
+  const shared = openShared(projectId, path);
+  const ytext = shared.doc.getText("source");
+  const isMarkdown = /\.(md|markdown)$/i.test(path);
+  const people = h("div", { class: "presence", "aria-label": "People in this document" });
+  const banner = h("div", { class: "banner-host" });
+  const editorEl = h("div", { class: "editor", "data-testid": "editor" });
+  const preview = h("article", { class: "preview markdown", "aria-label": "Preview", hidden: !isMarkdown });
+  const split = h("div", { class: `editor-split ${isMarkdown ? "with-preview" : ""}` }, editorEl, preview);
+  let historyView: DocView | null = null;
+  const historyHost = h("div", { class: "history-host" });
+  const toolbar = h("div", { class: "doc-toolbar" },
+    h("span", { class: "doc-path", title: path }, path),
+    people,
+    h("div", { class: "btn-group" },
+      isMarkdown ? h("button", { class: "btn btn-ghost btn-sm", "aria-pressed": "true", onclick: (e: Event) => {
+        const b = e.currentTarget as HTMLButtonElement;
+        const on = b.getAttribute("aria-pressed") !== "true";
+        b.setAttribute("aria-pressed", String(on));
+        preview.hidden = !on;
+        split.classList.toggle("with-preview", on);
+      } }, icon("eye", 14), "Preview") : null,
+      h("button", { class: "btn btn-ghost btn-sm", "aria-label": "History", "data-testid": "history-button", onclick: async () => {
+        if (historyView) { historyView.destroy(); historyView = null; replace(historyHost); return; }
+        historyView = (await import("./history")).openHistory(historyHost, projectId, path, ytext, () => { historyView?.destroy(); historyView = null; replace(historyHost); });
+      } }, icon("history", 14), "History")));
+  replace(host, h("div", { class: "doc text-doc" }, toolbar, banner, historyHost, split));
+
+  let view: EditorView | null = null;
+  let destroyed = false;
+  void (async () => {
+    const [language] = await Promise.all([languageFor(path), shared.ready]);
+    if (destroyed) return;
+    view = new EditorView({
+      parent: editorEl,
+      state: EditorState.create({
+        doc: ytext.toString(),
+        extensions: [
+          lineNumbers(), highlightActiveLineGutter(), highlightActiveLine(), drawSelection(), cmHistory(),
+          indentOnInput(), bracketMatching(), highlightSelectionMatches(), search({ top: true }),
+          keymap.of([...defaultKeymap, ...searchKeymap, ...historyKeymap, indentWithTab]),
+          syntaxHighlighting(highlight), editorTheme, EditorView.lineWrapping, language,
+          EditorView.contentAttributes.of({ "aria-label": `Editor for ${path}` }),
+          yCollab(ytext, shared.provider.awareness),
+        ],
+      }),
+    });
+    view.focus();
+  })();
+
+  // Presence: everyone in the room, by the names the server stamped.
+  const renderPeople = () => {
+    const seen = new Map<string, { name: string; id: string }>();
+    shared.provider.awareness.getStates().forEach((state, clientId) => {
+      if (clientId === shared.doc.clientID) return;
+      const user = (state as { user?: { name?: string; account_id?: string } }).user;
+      if (user?.name) seen.set(user.account_id ?? String(clientId), { name: user.name, id: user.account_id ?? String(clientId) });
+    });
+    replace(people, [...seen.values()].map((p) => avatar(p.name, p.id)));
+  };
+  shared.provider.awareness.on("change", renderPeople);
+
+  let renderTimer: number | undefined;
+  const renderPreview = () => {
+    clearTimeout(renderTimer);
+    renderTimer = window.setTimeout(async () => {
+      if (preview.hidden) return;
+      const { renderMarkdown } = await import("./markdown");
+      replace(preview, renderMarkdown(ytext.toString(), projectId, path));
+    }, 120);
+  };
+  if (isMarkdown) {
+    ytext.observe(renderPreview);
+    void shared.ready.then(renderPreview);
+  }
+
+  shared.onMismatch(() => {
+    replace(banner, h("div", { class: "banner banner-warn", role: "alert", "data-testid": "mismatch" },
+      h("div", null,
+        h("strong", null, "This copy no longer matches the server."),
+        h("span", null, " The server's document was restored from an older backup. Your copy was not merged, so nothing is duplicated.")),
+      h("div", { class: "btn-group" },
+        h("button", { class: "btn btn-sm", onclick: async () => {
+          const aside = path.replace(/(\.[^./]+)?$/, (ext) => ` (my copy)${ext}`);
+          const dir = aside.includes("/") ? aside.slice(0, aside.lastIndexOf("/")) : "";
+          await upload(projectId, dir, new File([ytext.toString()], aside.slice(aside.lastIndexOf("/") + 1)));
+          toast(`Saved your copy as ${aside}`);
+          await shared.discardLocal();
+          location.reload();
+        } }, "Save my copy aside"),
+        h("button", { class: "btn btn-ghost btn-sm", onclick: async () => { await shared.discardLocal(); location.reload(); } }, "Use the server's copy"))));
+  });
+
+  return {
+    destroy: () => {
+      destroyed = true;
+      clearTimeout(renderTimer);
+      historyView?.destroy();
+      view?.destroy();
+      shared.destroy();
+    },
+  };
+}
+
+export { Y };

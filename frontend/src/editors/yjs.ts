@@ -1,0 +1,139 @@
+// A shared Yjs document for the editors: y-websocket on /yjs with the copy kept in
+// IndexedDB (edits made offline survive a reload and sync once), presence, and a guard
+// against merging a local copy into a server that no longer has what it once had (a
+// server restored from an older backup, or a document rebuilt from its file).
+
+import * as decoding from "lib0/decoding";
+import { IndexeddbPersistence } from "y-indexeddb";
+import { WebsocketProvider } from "y-websocket";
+import * as Y from "yjs";
+import type { ConnectionState } from "../api/ws";
+import { session } from "../session";
+import { colorFor } from "../ui/dom";
+import { reportDocState } from "../ui/shell";
+
+const SERVER_SV = "server-state-vector";
+
+export interface SharedDoc {
+  doc: Y.Doc;
+  provider: WebsocketProvider;
+  local: IndexeddbPersistence;
+  /** Resolves once the local copy is loaded (the server may still be unreachable). */
+  ready: Promise<void>;
+  /** Set when the server's copy no longer contains what this client saw there before. */
+  onMismatch: (fn: () => void) => void;
+  /** Drop the local copy and start over from the server's. */
+  discardLocal: () => Promise<void>;
+  destroy(): void;
+}
+
+export function yjsBase(projectId: string): string {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/yjs/${projectId}`;
+}
+
+/** True when `now` has at least every clock of `before` (the server lost nothing). */
+function dominates(now: Map<number, number>, before: Map<number, number>): boolean {
+  for (const [client, clock] of before) if ((now.get(client) ?? 0) < clock) return false;
+  return true;
+}
+
+export function openShared(projectId: string, path: string): SharedDoc {
+  const doc = new Y.Doc();
+  const key = `collab:${projectId}:${path}`;
+  const local = new IndexeddbPersistence(key, doc);
+  const room = path.split("/").map(encodeURIComponent).join("/");
+  // Counts the sync step-2 and update messages sent on the current socket, which the
+  // server's acknowledgements (?acks=1, message type 8) count too.
+  const sent = { n: 0 };
+  class CountingWebSocket extends WebSocket {
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super(url, protocols);
+      sent.n = 0;
+    }
+    send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
+      if (data instanceof Uint8Array && data[0] === 0 && (data[1] === 1 || data[1] === 2)) sent.n++;
+      super.send(data as ArrayBuffer);
+    }
+  }
+  const provider = new WebsocketProvider(yjsBase(projectId), room, doc, {
+    connect: false,
+    disableBc: true,
+    params: { acks: "1" },
+    WebSocketPolyfill: CountingWebSocket as unknown as typeof WebSocket,
+  });
+  const { account } = session();
+  provider.awareness.setLocalStateField("user", {
+    name: account.name || account.email,
+    color: colorFor(account.account_id),
+    colorLight: colorFor(account.account_id) + "33",
+  });
+  let mismatch = false;
+  const mismatchListeners: (() => void)[] = [];
+  let storedSv: Map<number, number> | null = null;
+
+  // Check the server's state vector (its sync step 1, always its first message) before
+  // anything is merged either way; keep it as the floor for the next connection.
+  const syncHandler = provider.messageHandlers[0];
+  provider.messageHandlers[0] = (encoder, decoder, prov, emitSynced, type) => {
+    if (mismatch) return;
+    const peek = decoding.clone(decoder);
+    if (decoding.readVarUint(peek) === 0) {
+      const sv = Y.decodeStateVector(decoding.readVarUint8Array(peek));
+      if (storedSv && storedSv.size && !dominates(sv, storedSv)) {
+        mismatch = true;
+        reportDocState(key, null);
+        provider.shouldConnect = false;
+        provider.ws?.close();
+        for (const fn of mismatchListeners) fn();
+        return;
+      }
+      void local.set(SERVER_SV, Y.encodeStateVector(sv) as unknown as ArrayBuffer);
+      storedSv = sv;
+    }
+    syncHandler(encoder, decoder, prov, emitSynced, type);
+  };
+
+  // Everything this socket sent is stored: the server holds at least this document's
+  // state now (what it sent us, it had), which is the floor the next connection checks.
+  provider.messageHandlers[8] = (_encoder, decoder) => {
+    const acked = decoding.readVarUint(decoder);
+    if (mismatch || acked !== sent.n) return;
+    storedSv = Y.decodeStateVector(Y.encodeStateVector(doc));
+    void local.set(SERVER_SV, Y.encodeStateVector(doc) as unknown as ArrayBuffer);
+  };
+
+  const ready = local.whenSynced.then(async () => {
+    const raw = (await local.get(SERVER_SV)) as Uint8Array | undefined;
+    if (raw instanceof Uint8Array) storedSv = Y.decodeStateVector(raw);
+    if (navigator.onLine) provider.connect();
+  });
+
+  // A socket that went offline may look open for a long while: drop it at once, and come
+  // back as soon as the browser is online again instead of waiting for a backoff.
+  const goOffline = () => { if (!mismatch) provider.disconnect(); status("offline"); };
+  const goOnline = () => { if (!mismatch) void ready.then(() => provider.connect()); };
+  window.addEventListener("offline", goOffline);
+  window.addEventListener("online", goOnline);
+
+  // A document detached on purpose (mismatch) is no connection trouble.
+  const status = (s: ConnectionState) => reportDocState(key, mismatch ? null : s);
+  provider.on("status", ({ status: st }) => status(st === "connected" ? "connected" : navigator.onLine ? "reconnecting" : "offline"));
+  provider.on("sync", (synced: boolean) => { if (synced) status("connected"); });
+
+  return {
+    doc,
+    provider,
+    local,
+    ready,
+    onMismatch: (fn) => { mismatchListeners.push(fn); if (mismatch) fn(); },
+    discardLocal: async () => { await local.clearData(); },
+    destroy: () => {
+      window.removeEventListener("offline", goOffline);
+      window.removeEventListener("online", goOnline);
+      reportDocState(key, null);
+      provider.destroy();
+      void local.destroy();
+      doc.destroy();
+    },
+  };
+}
