@@ -89,15 +89,17 @@ class Jail:
                 args += ["--ro-bind", "/dev/null", hidden]
         for host, inside in self.etc_files:
             args += ["--ro-bind", str(host), inside]
-        made: set[str] = set()
-        for folder in [*self.python_paths, *self.ro_paths]:
-            if os.path.exists(folder) and not _under(folder, "/usr"):
-                args += [*_parents(folder, made), "--ro-bind", folder, folder]
+        # The private /tmp first: the server's Python may live under /tmp (a checkout
+        # there), and a tmpfs mounted after its bind would hide it.
         args += ["--proc", "/proc", "--dev", "/dev"]
         # Shared memory (multiprocessing's semaphores), private and as bounded as /tmp.
         args += ["--perms", "1777", "--size", str(self.tmp_bytes), "--tmpfs", "/dev/shm"]
         args += ["--perms", "1777", "--size", str(self.tmp_bytes), "--tmpfs", "/tmp"]
         args += ["--dir", "/var", "--symlink", "../tmp", "/var/tmp"]
+        made: set[str] = set()
+        for folder in [*self.python_paths, *self.ro_paths]:
+            if os.path.exists(folder) and not _under(folder, "/usr"):
+                args += [*_parents(folder, made), "--ro-bind", folder, folder]
         args += [*_parents(HOME, made), "--bind", str(self.directory), HOME, "--chdir", HOME]
         for path in binds:
             args += [*_parents(str(path), made), "--bind", str(path), str(path)]
