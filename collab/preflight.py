@@ -9,7 +9,7 @@ import fcntl
 import os
 import socket
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from collab.config import Settings
 
@@ -32,8 +32,12 @@ def redact(url: str) -> str:
         if "@" in netloc:
             userinfo, _, hostinfo = netloc.rpartition("@")
             netloc = userinfo.partition(":")[0] + "@" + hostinfo
-        query = urlencode(
-            [(k, v) for k, v in parse_qsl(parts.query) if k.lower() not in _SECRET_PARAMS]
+        # Parameters are kept as written (a socket directory stays readable), only the
+        # secret ones are left out.
+        query = "&".join(
+            pair
+            for pair in parts.query.split("&")
+            if pair and unquote(pair.partition("=")[0]).lower() not in _SECRET_PARAMS
         )
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
