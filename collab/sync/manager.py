@@ -136,7 +136,7 @@ class RoomManager:
                 await asyncio.shield(task)
         async with relocate.relocating(self.services.pool, project_id, path, to, code) as moved:
             yield
-        await asyncio.gather(*(self._retire(m.doc_id, code, m.to) for m in moved))
+        await asyncio.gather(*(self._retire(m.doc_id, m.code, m.to) for m in moved))
 
     async def _retire(self, doc_id: int, code: int, to: str | None) -> None:
         """Close this process's room of a document that was moved or deleted. Its

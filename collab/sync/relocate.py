@@ -17,6 +17,8 @@ from collab.sync.store import CHANNEL
 # is free again, and the rows (its history) stay recoverable by doc_id.
 TOMBSTONE = "/deleted/{doc_id}/{path}"
 RETIRE_PREFIX = "retire:"
+# As collab.sync.protocol.CLOSE_DELETED (not imported: that module is the wire's).
+_CLOSE_DELETED = 4410
 
 
 @dataclass
@@ -24,14 +26,15 @@ class Moved:
     doc_id: int
     path: str
     to: str | None  # None: deleted
+    code: int
 
 
 def tombstone(doc_id: int, path: str) -> str:
     return TOMBSTONE.format(doc_id=doc_id, path=path)
 
 
-def retire_payload(moved: Moved, code: int) -> str:
-    return f"{RETIRE_PREFIX}{moved.doc_id}:{code}:{moved.to or ''}"
+def retire_payload(moved: Moved) -> str:
+    return f"{RETIRE_PREFIX}{moved.doc_id}:{moved.code}:{moved.to or ''}"
 
 
 def parse_retire(payload: str) -> tuple[int, int, str | None] | None:
@@ -63,6 +66,7 @@ async def relocating(
                 r["doc_id"],
                 r["path"],
                 None if to is None else to + r["path"][len(path) :],
+                code,
             )
             for r in rows
         ]
@@ -74,12 +78,8 @@ async def relocating(
                 project_id,
                 to,
             )
-            for r in stale:
-                await conn.execute(
-                    "UPDATE yjs_documents SET path = $2 WHERE doc_id = $1",
-                    r["doc_id"],
-                    tombstone(r["doc_id"], r["path"]),
-                )
+            # (A room may have one open before its first write created the file.)
+            moved = [Moved(r["doc_id"], r["path"], None, _CLOSE_DELETED) for r in stale] + moved
         for m in moved:
             await conn.execute(
                 "UPDATE yjs_documents SET path = $2 WHERE doc_id = $1",
@@ -87,5 +87,5 @@ async def relocating(
                 m.to if m.to is not None else tombstone(m.doc_id, m.path),
             )
             # Delivered at commit, to every process (ours skips rooms it has retired).
-            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, retire_payload(m, code))
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, retire_payload(m))
         yield moved

@@ -300,3 +300,36 @@ async def test_a_file_renamed_by_another_program_does_not_reappear(server, user,
     async with connect(server, project, "new.txt", user.key) as n:
         await _synced(n)
         assert str(n.text) == "content\n"
+
+
+async def test_a_move_onto_a_name_with_a_stale_document_takes_the_name(server, user, project):
+    # A document whose file was deleted while no server ran keeps its rows at the name.
+    async with connect(server, project, "target.txt", user.key) as t:
+        await _synced(t)
+        t.text.insert(0, "stale")
+        await t.wait_acked()
+    target = project_file(server, project, "target.txt")
+    await until(lambda: target.exists() and target.read_text() == "stale")
+    await asyncio.sleep(1)  # the room unloads (300 ms in these tests)
+    target.unlink()
+    stale_id, _ = await _doc(server, project, "target.txt") or (0, "")
+    project_file(server, project, "src.txt").write_text("fresh\n")
+    async with connect(server, project, "src.txt", user.key) as s:
+        await _synced(s)
+        await _call(
+            server,
+            user.key,
+            "files.move",
+            {"project_id": str(project), "path": "src.txt", "to": "target.txt"},
+        )
+        assert await _closed(s) == (MOVED, "target.txt")
+    async with connect(server, project, "target.txt", user.key) as n:
+        await _synced(n)
+        assert str(n.text) == "fresh\n"
+    assert await _stored_text(server, stale_id) == "stale"
+    assert (
+        await server.services.pool.fetchval(
+            "SELECT path FROM yjs_documents WHERE doc_id = $1", stale_id
+        )
+        == f"/deleted/{stale_id}/target.txt"
+    )
