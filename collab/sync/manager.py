@@ -126,7 +126,7 @@ class RoomManager:
         """Around a file operation that moves `path` to `to` (or deletes it, `to`
         None), a file or a folder: the documents there follow it (moved rows keep their
         history; deleted ones become tombstones), no mirror write can put the old file
-        back, and every process closes their rooms: 4301 with the new path as reason, or
+        back, and every process closes their rooms: 4409 with the new path as reason, or
         4410. If the body raises, nothing changes."""
         code = CLOSE_DELETED if to is None else CLOSE_MOVED
         # A room still loading under the path is retired once it is loaded.

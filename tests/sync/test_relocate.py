@@ -1,5 +1,5 @@
 """Deleting or renaming a file whose document is open: the room closes (4410 deleted,
-4301 moved with the new path as reason), the file never comes back under the old name,
+4409 moved with the new path as reason), the file never comes back under the old name,
 a moved document keeps its content and history, and nothing acknowledged is lost."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tests.conftest import serve, ws_connect
 from tests.sync.conftest import project_file
 from tests.sync.yclient import YClient, connect, until
 
-DELETED, MOVED = 4410, 4301
+DELETED, MOVED = 4410, 4409
 # Past several mirror debounces (150 ms in these tests) and watcher polls (1 s).
 QUIET = 2.5
 

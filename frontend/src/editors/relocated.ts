@@ -1,5 +1,5 @@
 // The event the editors send when the server closes a document because its file was
-// renamed (4301, reason: the new path) or deleted (4410); kept apart from the Yjs code
+// renamed (4409, reason: the new path) or deleted (4410); kept apart from the Yjs code
 // so the project screen can listen without loading it.
 
 export interface DocRelocated { projectId: string; path: string; to: string | null }

@@ -15,7 +15,7 @@ import { reportDocState } from "../ui/shell";
 
 const SERVER_SV = "server-state-vector";
 // Close codes of a document whose file was renamed (reason: the new path) or deleted.
-const CLOSE_MOVED = 4301;
+const CLOSE_MOVED = 4409;
 const CLOSE_DELETED = 4410;
 
 
