@@ -333,3 +333,28 @@ async def test_a_move_onto_a_name_with_a_stale_document_takes_the_name(server, u
         )
         == f"/deleted/{stale_id}/target.txt"
     )
+
+
+async def test_move_closes_the_room_in_another_process_and_the_old_name_stays_gone(
+    settings, server, user, project
+):
+    old = project_file(server, project, "there.txt")
+    old.write_text("there\n")
+    async with serve(settings) as other:
+        async with connect(other, project, "there.txt", user.key) as b:
+            await _synced(b)
+            b.text.insert(len(str(b.text)), "typed elsewhere\n")
+            await b.wait_acked()
+            await _call(
+                server,
+                user.key,
+                "files.move",
+                {"project_id": str(project), "path": "there.txt", "to": "here.txt"},
+            )
+            assert await _closed(b) == (MOVED, "here.txt")
+            b.text.insert(0, "late ")
+            await asyncio.sleep(QUIET)
+            assert not old.exists()
+        async with connect(server, project, "here.txt", user.key) as n:
+            await _synced(n)
+            assert str(n.text) == "there\ntyped elsewhere\n"
