@@ -108,7 +108,8 @@ async def files_move(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         os.rename(source, target)
 
     try:
-        await asyncio.to_thread(move)
+        async with _documents(conn, project_id, path, to):
+            await asyncio.to_thread(move)
     except OSError as err:
         raise _os_error(err) from None
     await listing.refresh(conn.services.pool, project_id, root, path)
@@ -129,11 +130,26 @@ async def files_delete(conn: Connection, args: dict[str, Any]) -> dict[str, Any]
             target.unlink()
 
     try:
-        await asyncio.to_thread(delete)
+        async with _documents(conn, project_id, path, None):
+            await asyncio.to_thread(delete)
     except OSError as err:
         raise _os_error(err) from None
     await listing.refresh(conn.services.pool, project_id, root, path)
     return {"deleted": path}
+
+
+def _documents(
+    conn: Connection, project_id: UUID, path: str, to: str | None
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """Open documents follow a move and close on a delete (collab/sync); the file
+    operation runs inside, so no mirror write can put the old file back."""
+    rooms = conn.services.extra.get("rooms")
+    if rooms is None:
+        return contextlib.nullcontext()
+    relocating: contextlib.AbstractAsyncContextManager[None] = rooms.relocating(
+        project_id, path, to
+    )
+    return relocating
 
 
 async def _refresh_chain(conn: Connection, project_id: UUID, root: Path, path: str) -> None:

@@ -124,7 +124,13 @@ async def _serve(
         watch.set_closer(client.revoke)
         client.send(room.hello())
         await _converse(
-            websocket, room, client, acks, services.settings.sync_max_document_bytes, watch
+            websocket,
+            room,
+            client,
+            acks,
+            services.settings.sync_max_document_bytes,
+            watch,
+            manager,
         )
     except asyncio.CancelledError:
         if not client.reader_cancelled:
@@ -143,7 +149,13 @@ async def _serve(
 
 
 async def _converse(
-    websocket: WebSocket, room: Room, client: Client, acks: bool, max_bytes: int, watch: Watch
+    websocket: WebSocket,
+    room: Room,
+    client: Client,
+    acks: bool,
+    max_bytes: int,
+    watch: Watch,
+    manager: RoomManager,
 ) -> None:
     while not client.closed.is_set():
         try:
@@ -152,6 +164,11 @@ async def _converse(
             return
         if watch.revoked:
             return  # arrived after the credential or the membership went: never applied
+        retired = manager.retired(room)
+        if retired is not None:
+            # The file was moved or deleted: the message is refused, not applied.
+            client.close(*retired)
+            return
         if frame["type"] == "websocket.disconnect":
             client.gone(frame.get("code", 1000))
             return

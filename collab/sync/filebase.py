@@ -15,6 +15,8 @@ import asyncpg
 class FileRecord:
     sha: str | None
     base: bytes | None
+    # The document's current name: a room whose path differs was moved or deleted.
+    path: str
     _conn: asyncpg.Connection
     _doc_id: int
 
@@ -34,13 +36,13 @@ async def locked(pool: asyncpg.Pool, doc_id: int) -> AsyncIterator[FileRecord]:
     then). NO KEY UPDATE: appending updates (a foreign key share lock) is not blocked."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            """SELECT file_sha256, file_base FROM yjs_documents WHERE doc_id = $1
+            """SELECT file_sha256, file_base, path FROM yjs_documents WHERE doc_id = $1
                FOR NO KEY UPDATE""",
             doc_id,
         )
         if row is None:
             raise LookupError(f"no document {doc_id}")
-        yield FileRecord(row["file_sha256"], row["file_base"], conn, doc_id)
+        yield FileRecord(row["file_sha256"], row["file_base"], row["path"], conn, doc_id)
 
 
 async def read(pool: asyncpg.Pool, doc_id: int) -> tuple[str | None, bytes | None]:

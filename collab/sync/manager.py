@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
+import weakref
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,9 @@ import asyncpg
 
 from collab.db.pool import connect
 from collab.services import Services
-from collab.sync import filebase, history, kinds, mirror, paths
+from collab.sync import filebase, history, kinds, mirror, paths, relocate
 from collab.sync.awareness import Limits, Presence, Reservations
+from collab.sync.protocol import CLOSE_DELETED, CLOSE_MOVED
 from collab.sync.room import DocumentTooLarge, Room
 from collab.sync.store import CHANNEL, UpdateStore
 
@@ -29,6 +32,13 @@ WATCH_INTERVAL = 1.0
 SETTLE_NS = 100_000_000
 RECORD_SLOTS = 2
 EMPTY_UPDATE = b"\x00\x00"
+# Polls a file must stay missing before its document counts as deleted (a program that
+# deletes and then rewrites a file, as some tools save, is not a deletion).
+MISSING_POLLS = 2
+
+
+class _Reappeared(Exception):
+    """The file is back: the deletion is not recorded."""
 
 
 class RoomManager:
@@ -57,6 +67,13 @@ class RoomManager:
         self._listener: asyncpg.Connection | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
+        # Rooms closed because their file was moved or deleted: (close code, reason) for
+        # a client that reaches one before its close.
+        self._retired: weakref.WeakKeyDictionary[Room, tuple[int, str]] = (
+            weakref.WeakKeyDictionary()
+        )
+        # Consecutive polls that found a document's file missing.
+        self._missing: dict[int, int] = {}
 
     # -- public interface ------------------------------------------------------------
 
@@ -88,6 +105,10 @@ class RoomManager:
     async def close(self, room: Room) -> None:
         """Release one hold; the room unloads after the unload delay if none is left."""
         room.holds -= 1
+        if room in self._retired:
+            if room.holds <= 0:
+                room.stop()
+            return
         if self._stopping:
             return  # stop() unloads every room itself
         if room.holds <= 0 and room.unload_handle is None and not room.closing:
@@ -95,6 +116,88 @@ class RoomManager:
             room.unload_handle = asyncio.get_running_loop().call_later(
                 delay, self._start_unload, room
             )
+
+    def retired(self, room: Room) -> tuple[int, str] | None:
+        """The close code and reason if the room's file was moved or deleted."""
+        return self._retired.get(room)
+
+    @contextlib.asynccontextmanager
+    async def relocating(self, project_id: UUID, path: str, to: str | None) -> AsyncIterator[None]:
+        """Around a file operation that moves `path` to `to` (or deletes it, `to`
+        None), a file or a folder: the documents there follow it (moved rows keep their
+        history; deleted ones become tombstones), no mirror write can put the old file
+        back, and every process closes their rooms: 4409 with the new path as reason, or
+        4410. If the body raises, nothing changes."""
+        code = CLOSE_DELETED if to is None else CLOSE_MOVED
+        # A room still loading under the path is retired once it is loaded.
+        loading = [t for k, t in self._loading.items() if _under(k, project_id, path)]
+        for task in loading:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+        async with relocate.relocating(self.services.pool, project_id, path, to, code) as moved:
+            yield
+        await asyncio.gather(*(self._retire(m.doc_id, m.code, m.to) for m in moved))
+
+    async def _retire(self, doc_id: int, code: int, to: str | None) -> None:
+        """Close this process's room of a document that was moved or deleted. Its
+        clients' updates so far are stored (under the document's new name, or in the
+        tombstone), later ones are refused; the file is never written from it again."""
+        room = self._by_doc.get(doc_id)
+        if room is None:
+            return
+        reason = "document deleted" if to is None else to
+        self._retired[room] = (code, reason)
+        room.closing = True
+        room.on_change = None
+        for handle in (self._mirror_handles.pop(doc_id, None), room.unload_handle):
+            if handle is not None:
+                handle.cancel()
+        room.unload_handle = None
+        key = (room.project_id, room.path)
+        if self.rooms.get(key) is room:
+            del self.rooms[key]
+        del self._by_doc[doc_id]
+        self._file_locks.pop(doc_id, None)
+        self._unreadable.pop(doc_id, None)
+        self._missing.pop(doc_id, None)
+        for client in list(room.clients):
+            client.close(code, reason)
+        # Opening either name waits until what the room took in is stored: a new room
+        # loads it from the log (its own process's rows are not caught up by NOTIFY).
+        task = asyncio.get_running_loop().create_task(self._settle(room))
+        keys = [key] if to is None else [key, (room.project_id, to)]
+        for k in keys:
+            self._unloading[k] = task
+            task.add_done_callback(partial(self._settled, k))
+        log.info(
+            "room closed: file moved" if to else "room closed: file deleted",
+            extra={"event": "sync.room_retired", "doc_id": doc_id},
+        )
+        await task
+
+    async def _settle(self, room: Room) -> None:
+        await self.store.drain()
+        if room.holds <= 0:
+            room.stop()
+
+    def _settled(self, key: tuple[UUID, str], task: asyncio.Task[None]) -> None:
+        if self._unloading.get(key) is task:
+            del self._unloading[key]
+
+    async def _file_vanished(self, room: Room) -> None:
+        """The file of an open document was deleted (or renamed) by another program and
+        stayed away: the document is deleted as by files.delete (its history kept in
+        the tombstone), rather than written back at the next edit."""
+
+        def still_missing() -> None:
+            if mirror.stat(room.file) is not None:
+                raise _Reappeared
+
+        try:
+            async with self.relocating(room.project_id, room.path, None):
+                await asyncio.to_thread(still_missing)
+        except _Reappeared:
+            self._missing.pop(room.doc_id, None)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -250,6 +353,15 @@ class RoomManager:
     # -- other processes ---------------------------------------------------------------
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            retire = relocate.parse_retire(payload)
+        except ValueError:
+            return
+        if retire is not None:
+            doc_id, code, to = retire
+            if doc_id in self._by_doc:
+                self._spawn(self._retire(doc_id, code, to))
+            return
         doc_text, _, origin = payload.partition(":")
         if origin == self.store.origin:
             return
@@ -343,9 +455,11 @@ class RoomManager:
     async def _write_once(self, room: Room) -> bool:
         """One attempt; False if the file or its record changed under it."""
         st = await asyncio.to_thread(mirror.stat, room.file)
-        if st is None:
-            room.file_stat = None  # deleted: not an edit; written again if changed
-        elif st != room.file_stat:
+        if st is None and room.file_stat is not None:
+            # Deleted by another program: never written back; the watcher retires the
+            # document if the file stays away.
+            return True
+        if st is not None and st != room.file_stat:
             checked = await self._check_file_locked(room)
             if checked is None:
                 self._schedule_mirror(room)  # being written by someone: try again later
@@ -378,6 +492,8 @@ class RoomManager:
                 self._record_slots,
                 filebase.locked(self.services.pool, room.doc_id) as record,
             ):
+                if record.path != room.path:
+                    return True  # moved or deleted meanwhile: the room is being closed
                 if record.sha != sha_seen:
                     return False  # another process wrote or merged the file meanwhile
                 # Renamed before the record commits: a process that reads the new
@@ -432,6 +548,8 @@ class RoomManager:
             # Every mirror write renames under this lock: the file read before it was
             # taken may since have been replaced by another process's write, and would
             # then look like an edit that reverts it.
+            if record.path != room.path:
+                return True  # moved or deleted meanwhile: the room is being closed
             if await asyncio.to_thread(mirror.read, room.file) != data:
                 room.file_stat = None
                 return None
@@ -471,7 +589,16 @@ class RoomManager:
             try:
                 stats = await asyncio.to_thread(_stat_all, [r.file for r in watched])
                 for room, st in zip(watched, stats, strict=True):
-                    if st is None or st == room.file_stat or room.closing:
+                    if room.closing:
+                        continue
+                    if st is None and room.file_stat is not None:
+                        missing = self._missing.get(room.doc_id, 0) + 1
+                        self._missing[room.doc_id] = missing
+                        if missing >= MISSING_POLLS:
+                            await self._file_vanished(room)
+                        continue
+                    self._missing.pop(room.doc_id, None)
+                    if st is None or st == room.file_stat:
                         continue
                     await self._check_file(room)
                 for room in rooms:
@@ -514,9 +641,11 @@ class RoomManager:
         after = await asyncio.to_thread(mirror.stat, room.file)
         if before != after:
             return None
-        room.file_stat = after
         if data is None:
-            return True  # deleted: not an edit; the next change writes it again
+            # Deleted: not an edit. The stat stays the last one seen, so the watcher
+            # and the mirror know the file existed and was deleted.
+            return True
+        room.file_stat = after
         if len(data) > self.settings.sync_max_document_bytes:
             if self._unreadable.get(room.doc_id) != "large":
                 self._unreadable[room.doc_id] = "large"
@@ -526,6 +655,10 @@ class RoomManager:
             self._unreadable.pop(room.doc_id, None)
             return True
         return await self._absorb(room, data)
+
+
+def _under(key: tuple[UUID, str], project_id: UUID, path: str) -> bool:
+    return key[0] == project_id and (key[1] == path or key[1].startswith(path + "/"))
 
 
 def _stat_all(files: list[Path]) -> list[tuple[int, int] | None]:

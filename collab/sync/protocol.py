@@ -22,6 +22,10 @@ CLOSE_TOO_LARGE = 4413
 CLOSE_UNSUPPORTED_FILE = 4415
 CLOSE_SLOW_CONSUMER = outbox.CLOSE_SLOW_CONSUMER
 CLOSE_INTERNAL = 1011
+# The document's file was renamed (files.move): the reason is the new path; reopen there.
+CLOSE_MOVED = 4409
+# The document's file was deleted: do not reconnect (that would recreate it).
+CLOSE_DELETED = 4410
 
 
 class ProtocolError(ValueError):

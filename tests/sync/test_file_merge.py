@@ -263,18 +263,18 @@ async def test_two_processes_merge_each_file_change_once_and_keep_both_typists(
     assert await stored_text(server, "text") == expected
 
 
-async def test_deleted_file_is_not_an_edit_and_comes_back_at_the_next_change(server, user, project):
+async def test_deleted_file_is_not_an_edit_and_is_not_written_back(server, user, project):
     path = project_file(server, project, "gone.md")
     path.write_text("keep me\n")
     async with connect(server, project, "gone.md", user.key) as a:
         await asyncio.wait_for(a.synced.wait(), 10)
         path.unlink()
-        await asyncio.sleep(1.5)  # a watch pass sees the file gone
-        assert str(a.text) == "keep me\n"
-        assert not path.exists()
         a.text.insert(0, "and me\n")
-        await a.wait_acked()
-        await until(lambda: path.exists() and path.read_text() == "and me\nkeep me\n")
+        # The document is closed as deleted (tests/sync/test_relocate.py), not emptied.
+        assert await asyncio.wait_for(asyncio.shield(a.closed), 20) == 4410
+        assert str(a.text) == "and me\nkeep me\n"
+        await asyncio.sleep(1.5)  # past the debounce and a watch pass
+        assert not path.exists()
 
 
 async def test_a_changed_file_that_cannot_be_read_is_not_overwritten(server, user, project):

@@ -8,11 +8,20 @@ import { IndexeddbPersistence } from "y-indexeddb";
 import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
 import type { ConnectionState } from "../api/ws";
+import { DOC_RELOCATED, type DocRelocated } from "./relocated";
 import { session } from "../session";
 import { colorFor } from "../ui/dom";
 import { reportDocState } from "../ui/shell";
 
 const SERVER_SV = "server-state-vector";
+// Close codes of a document whose file was renamed (reason: the new path) or deleted.
+const CLOSE_MOVED = 4409;
+const CLOSE_DELETED = 4410;
+
+
+// A moved document's state, by its new key: edits the server refused at the old name
+// (sent after the move) go with it to the new one, whose history is the same document.
+const carried = new Map<string, Uint8Array>();
 
 export interface SharedDoc {
   doc: Y.Doc;
@@ -102,7 +111,18 @@ export function openShared(projectId: string, path: string): SharedDoc {
     void local.set(SERVER_SV, Y.encodeStateVector(doc) as unknown as ArrayBuffer);
   };
 
+  // Moved or deleted: never reconnect to the old name (that would recreate the file).
+  provider.on("connection-close", (ev: CloseEvent | null) => {
+    if (!ev || (ev.code !== CLOSE_MOVED && ev.code !== CLOSE_DELETED)) return;
+    provider.shouldConnect = false;
+    const to = ev.code === CLOSE_MOVED && ev.reason ? ev.reason : null;
+    if (to) carried.set(`collab:${projectId}:${to}`, Y.encodeStateAsUpdate(doc));
+    window.dispatchEvent(new CustomEvent<DocRelocated>(DOC_RELOCATED, { detail: { projectId, path, to } }));
+  });
+
   const ready = local.whenSynced.then(async () => {
+    const moved = carried.get(key);
+    if (moved) { carried.delete(key); Y.applyUpdate(doc, moved); }
     const raw = (await local.get(SERVER_SV)) as Uint8Array | undefined;
     if (raw instanceof Uint8Array) storedSv = Y.decodeStateVector(raw);
     if (navigator.onLine) provider.connect();

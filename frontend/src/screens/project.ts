@@ -8,6 +8,7 @@ import { session } from "../session";
 import { confirm, formatBytes, h, icon, prompt, replace, toast } from "../ui/dom";
 import { shell } from "../ui/shell";
 import { type DocView, openDocument } from "../editors/open";
+import { DOC_RELOCATED, type DocRelocated } from "../editors/relocated";
 import { lifecycleButtons, PROJECT_FIELDS, renameProject, stateBadge } from "./projects";
 import { sharePanel } from "./share";
 
@@ -77,8 +78,25 @@ export class ProjectScreen {
       }, (err) => this.refused(err)),
     );
     client.call("files.scan", { project_id: projectId }).catch((err) => this.refused(err));
+    window.addEventListener(DOC_RELOCATED, this.onRelocated);
     this.show(path);
   }
+
+  /** The server closed an open document: its file was renamed or deleted (by anyone). */
+  private onRelocated = (ev: Event): void => {
+    const { projectId, path, to } = (ev as CustomEvent<DocRelocated>).detail;
+    if (projectId !== this.projectId || !this.open.includes(path)) return;
+    if (to === null) {
+      this.closeTab(path);
+      toast(`${path} was deleted`, "error");
+      return;
+    }
+    this.open = this.open.map((p) => (p === path ? to : p));
+    this.saveTabs();
+    toast(`${path} was moved to ${to}`);
+    if (this.current === path) navigate(fileUrl(this.projectId, to), true);
+    else this.renderTabs();
+  };
 
   private refused(err: ApiError): void {
     if (err.code === "forbidden") {
@@ -96,6 +114,7 @@ export class ProjectScreen {
   }
 
   cleanup(): void {
+    window.removeEventListener(DOC_RELOCATED, this.onRelocated);
     for (const f of this.feeds) f.cancel();
     this.view?.destroy();
   }
