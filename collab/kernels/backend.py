@@ -13,6 +13,7 @@ import logging
 import os
 import resource
 import shutil
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,6 +73,13 @@ class _JailedKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd: list[str] = super().format_kernel_cmd(extra_arguments)
         return self.jail.command(cmd, binds=self.binds) if self.jail is not None else cmd
+
+
+def _is_terminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
 
 
 def _preexec(*steps: Callable[[], None]) -> Callable[[], None]:
@@ -134,6 +142,12 @@ class LocalBackend:
                 # with it: interrupts go as a message on the control channel instead.
                 if km.kernel_spec is not None:
                     km.kernel_spec.interrupt_mode = "message"
+                # The kernel inherits the server's stdout and stderr: when those are the
+                # terminal an admin started the server from, the project's code could
+                # write to it and read what the admin types. Logs (pipes, files) stay.
+                for stream, fd in (("stdout", 1), ("stderr", 2)):
+                    if _is_terminal(fd):
+                        kwargs[stream] = subprocess.DEVNULL
             kwargs["env"] = jail.environment()
             steps.append(jail.preexec)
         if self.memory_limit > 0:
