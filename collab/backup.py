@@ -13,7 +13,8 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import collab
@@ -161,8 +162,11 @@ def restore(
     bring an older backup up to date."""
     manifest = read_manifest(archive)
     with tempfile.TemporaryDirectory(prefix="collab-restore-") as tmp, tarfile.open(archive) as tar:
-        # The "data" filter refuses absolute paths, links out and device files.
-        tar.extractall(tmp, filter="data")
+        # The "data" filter refuses absolute paths, links out and device files; a
+        # project's symlinks are set aside and made after, so nothing is extracted
+        # through one, and a link to /usr/share/dict does not fail the whole restore.
+        links: list[tuple[str, str]] = []
+        tar.extractall(tmp, filter=_links_aside(links))
         _run(
             [_tool("pg_restore", server_major), "--no-owner", "--single-transaction", "--exit-on-error",
              str(Path(tmp) / "database.dump")],
@@ -174,8 +178,38 @@ def restore(
         restored = Path(tmp) / "projects"
         if restored.exists():
             projects_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(restored, projects_dir, dirs_exist_ok=True)
+            _make_links(Path(tmp), links)
+            # Links stay links: followed, `x -> ../../secret` in a project (which a
+            # project's code can make) would copy this scratch dir's secret into it.
+            shutil.copytree(restored, projects_dir, dirs_exist_ok=True, symlinks=True)
     return manifest
+
+
+def _links_aside(
+    links: list[tuple[str, str]],
+) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
+    """An extraction filter: symlinks under projects/ are listed (made later by
+    _make_links), other symlinks dropped, everything else through the "data" filter."""
+
+    def keep(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        if member.issym():
+            parts = PurePosixPath(member.name).parts
+            if len(parts) > 2 and parts[0] == "projects" and ".." not in parts:
+                links.append((member.name, member.linkname))
+            return None
+        return tarfile.data_filter(member, dest)
+
+    return keep
+
+
+def _make_links(root: Path, links: list[tuple[str, str]]) -> None:
+    """The projects' symlinks, as they were (their targets are never followed: the
+    server checks every path it opens in a project). Their directories are real ones,
+    since no link was extracted."""
+    for name, target in links:
+        path = root / name
+        if path.parent.is_dir() and not path.parent.is_symlink() and not os.path.lexists(path):
+            os.symlink(target, path)
 
 
 def _write_secret(path: Path, secret: str) -> None:

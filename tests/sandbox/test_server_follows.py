@@ -2,14 +2,19 @@
 path that `paths.resolve` checked, and the project's code can swap a directory on it
 for a symlink out of the project a moment later, or make the file a FIFO. The mirror
 must then refuse, never read or write outside the project (the server may be root) and
-never block its thread."""
+never block its thread. A restore must bring a project's links back as links, never as
+copies of what they point at."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
+import asyncpg
 import pytest
 
 from collab.sync import mirror
@@ -89,3 +94,64 @@ def test_mirror_write_replaces_a_fifo_with_the_document(layout: tuple[Path, Path
     os.mkfifo(checked)
     mirror.write_atomic(checked, b"doc\n")
     assert checked.read_text() == "doc\n"
+
+
+# A project's links, restored. In the restore's scratch directory the archive's
+# `secret` and `database.dump` sit two levels above a project's files, so a link the
+# project's code made, `x -> ../../secret`, pointed at the server's signing secret there;
+# and one absolute link anywhere made the whole restore fail.
+LINKS = {
+    "steal-secret": "../../secret",
+    "steal-dump": "../../database.dump",
+    "words": "/usr/share/dict/words",
+    "notes-link": "notes.txt",
+}
+
+
+async def test_restore_keeps_a_projects_links_as_links_and_copies_nothing_they_point_at(
+    server: Any, settings: Any, pg_url: str, tmp_path: Path
+) -> None:
+    from collab import backup
+    from collab.cli import _server_major
+    from collab.db import embedded
+    from collab.projects.store import create_project
+    from tests.conftest import make_user
+
+    user = await make_user(server)
+    project = await create_project(
+        server.services.pool, settings.projects_dir, UUID(user.account_id), "P"
+    )
+    folder = settings.projects_dir / str(project)
+    (folder / "notes.txt").write_text("homework")
+    for name, target in LINKS.items():
+        (folder / name).symlink_to(target)
+    archive = tmp_path / "backup.tar"
+    major = await _server_major(settings.database_url)
+    secret = "signing-secret-" + os.urandom(8).hex()
+    await asyncio.to_thread(
+        backup.backup, settings.database_url, major, settings.projects_dir, archive, secret
+    )
+
+    target_db = f"restore_links_{os.getpid()}_{id(tmp_path)}"
+    admin = await asyncpg.connect(pg_url)
+    await admin.execute(f'CREATE DATABASE "{target_db}"')
+    try:
+        target_dir = tmp_path / "restored"
+        await asyncio.to_thread(
+            backup.restore,
+            embedded.with_database(pg_url, target_db),
+            major,
+            target_dir,
+            archive,
+            tmp_path / "restored-secret",
+        )
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
+        await admin.close()
+    restored = target_dir / str(project)
+    assert (restored / "notes.txt").read_text() == "homework"
+    for name, target in LINKS.items():
+        assert (restored / name).is_symlink(), name
+        assert os.readlink(restored / name) == target
+    texts = [p.read_bytes() for p in target_dir.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert not any(secret.encode() in text for text in texts)
