@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tarfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,101 @@ async def test_restore_keeps_a_projects_links_as_links_and_copies_nothing_they_p
         assert os.readlink(restored / name) == target
     texts = [p.read_bytes() for p in target_dir.rglob("*") if p.is_file() and not p.is_symlink()]
     assert not any(secret.encode() in text for text in texts)
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """renameat2(RENAME_EXCHANGE): the two names swap in one step."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, bytes(a), at_fdcwd, bytes(b), rename_exchange) != 0:
+        raise OSError(ctypes.get_errno(), "renameat2")
+
+
+async def test_a_directory_swapped_for_a_link_during_a_backup_brings_nothing_from_outside(
+    server: Any, settings: Any, tmp_path: Path
+) -> None:
+    """The project's code swaps its directory `d` with a link to a server directory
+    whose files have the same names, over and over, while the admin takes a backup."""
+    from collab import backup
+    from collab.cli import _server_major
+    from collab.projects.store import create_project
+    from tests.conftest import make_user
+
+    user = await make_user(server)
+    project = await create_project(
+        server.services.pool, settings.projects_dir, UUID(user.account_id), "P"
+    )
+    folder = settings.projects_dir / str(project)
+    outside = tmp_path / "server-only"
+    (folder / "d").mkdir()
+    outside.mkdir()
+    marker = "server-only-" + os.urandom(8).hex()
+    for i in range(300):
+        (folder / "d" / f"f{i}").write_text("student\n")
+        (outside / f"f{i}").write_text(marker)
+    (folder / "link").symlink_to(outside)
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            _exchange(folder / "d", folder / "link")
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    major = await _server_major(settings.database_url)
+    leaked = []
+    try:
+        for attempt in range(4):
+            archive = tmp_path / f"backup-{attempt}.tar"
+            await asyncio.to_thread(
+                backup.backup, settings.database_url, major, settings.projects_dir, archive
+            )
+            with tarfile.open(archive) as tar:
+                for member in tar.getmembers():
+                    data = tar.extractfile(member) if member.isreg() else None
+                    if data is not None and marker.encode() in data.read():
+                        leaked.append(member.name)
+    finally:
+        stop.set()
+        swapper.join(10)
+    assert leaked == []
+
+
+async def test_a_fifo_in_a_project_neither_blocks_a_backup_nor_fails_its_restore(
+    server: Any, settings: Any, pg_url: str, tmp_path: Path
+) -> None:
+    from collab import backup
+    from collab.cli import _server_major
+    from collab.db import embedded
+    from collab.projects.store import create_project
+    from tests.conftest import make_user
+
+    user = await make_user(server)
+    project = await create_project(
+        server.services.pool, settings.projects_dir, UUID(user.account_id), "P"
+    )
+    folder = settings.projects_dir / str(project)
+    (folder / "notes.txt").write_text("homework")
+    os.mkfifo(folder / "pipe")
+    archive = tmp_path / "backup.tar"
+    major = await _server_major(settings.database_url)
+    await asyncio.wait_for(
+        asyncio.to_thread(
+            backup.backup, settings.database_url, major, settings.projects_dir, archive
+        ),
+        60,
+    )
+    target_db = f"restore_fifo_{os.getpid()}_{id(tmp_path)}"
+    admin = await asyncpg.connect(pg_url)
+    await admin.execute(f'CREATE DATABASE "{target_db}"')
+    try:
+        target_dir = tmp_path / "restored"
+        await asyncio.to_thread(
+            backup.restore, embedded.with_database(pg_url, target_db), major, target_dir, archive
+        )
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
+        await admin.close()
+    assert (target_dir / str(project) / "notes.txt").read_text() == "homework"
