@@ -66,9 +66,15 @@ class _JailedKernelManager(AsyncKernelManager):
     def write_connection_file(self, **kwargs: Any) -> None:
         super().write_connection_file(**kwargs)
         jail = self.jail
-        if jail is not None and jail.isolated and jail.uid is not None:
-            # Written 0600 by the server; the kernel reads it as the project's user.
-            os.chown(self.connection_file, jail.uid, jail.gid if jail.gid is not None else -1)
+        if jail is not None and jail.isolated and jail.gid is not None:
+            # Written 0600 by the server; the kernel reads it through the project's
+            # group. Never through a link: the file stays the server's, in a sticky dir.
+            fd = os.open(self.connection_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fchown(fd, -1, jail.gid)
+                os.fchmod(fd, 0o640)
+            finally:
+                os.close(fd)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd: list[str] = super().format_kernel_cmd(extra_arguments)

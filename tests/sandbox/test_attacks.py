@@ -1,6 +1,7 @@
 """Attacks beyond the escape suite, from real kernels in a real sandbox (`bwrap`): the
 terminal the server was started from, which a kernel inherits as its stdout and stderr
-unless the server redirects them."""
+unless the server redirects them; the kernel's connection file, which the server
+rewrites as root on a restart."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_user
+from tests.conftest import make_user, ws_connect
+from tests.kernels.conftest import wait_for
 from tests.sandbox.conftest import (
     new_project,
     project_dir,
@@ -94,3 +97,44 @@ async def test_a_kernel_cannot_write_to_the_terminal_the_server_runs_on() -> Non
                 _drain(master, seen)
     assert marker not in bytes(seen)
     assert result == '{"ttys": []}'
+
+
+# The kernel swaps its connection file for a link to a host file, then asks for a
+# restart: the server (root) rewrites or re-owns the connection file on restart, and
+# must not do so through the link.
+SWAP_CELL = """
+import json, os
+from ipykernel.connect import get_connection_file
+path = get_connection_file()
+try:
+    os.symlink({target!r}, path + ".link")
+    os.rename(path + ".link", path)
+    swapped = True
+except OSError as e:
+    swapped = repr(e)
+open('swap.json', 'w').write(json.dumps({{"swapped": swapped}}))
+"""
+
+
+async def test_a_kernels_connection_file_swapped_for_a_link_is_not_followed_on_restart(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "server-file"
+    target.write_text("root's\n")
+    target.chmod(0o600)
+    async with sandbox_server("bwrap") as server:
+        owner = await make_user(server)
+        project = await new_project(server, owner, "P")
+        code = SWAP_CELL.format(target=str(target))
+        await run_in_kernel(server, owner, project, code)
+        await wait_file(project_dir(server, project) / "swap.json")
+        async with ws_connect(server, owner.key) as ws:
+            args = {"project_id": str(project), "path": "run.ipynb"}
+            answer = await ws.call("kernel.restart", args)
+        st = target.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o600)
+        assert target.read_text() == "root's\n"
+        assert "result" in answer, answer
+        kernels = server.services.extra["kernels"]
+        session = kernels.get(project, "run.ipynb")
+        await wait_for(lambda: session.status == "idle", what="restarted kernel idle")
