@@ -4,16 +4,20 @@ from it elsewhere with every session still valid. The file is secret material (0
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import collab
@@ -86,6 +90,58 @@ def _run(args: list[str], database_url: str) -> None:
         raise BackupError(f"{Path(args[0]).name} failed: {done.stderr.strip()[-2000:]}")
 
 
+def _add_tree(tar: tarfile.TarFile, root: Path, arcname: str) -> None:
+    """tar.add without following links: walked by directory descriptors, each file
+    opened (never through a link) beside the lstat that named it. A project's code may
+    swap a directory for a link out of the project during the backup; then the walk
+    does not go there, and nothing from outside lands in the archive under the
+    project's name. FIFOs and sockets are left out (a restore refuses them)."""
+    tar.addfile(tar.gettarinfo(str(root), arcname))
+    for dirpath, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+        relative = os.path.relpath(dirpath, root)
+        base = arcname if relative == "." else f"{arcname}/{relative}"
+        for name in sorted(dirs + files):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                _add_entry(tar, dir_fd, name, f"{base}/{name}")
+
+
+def _add_entry(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str) -> None:
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    info = tarfile.TarInfo(arcname)
+    info.mode, info.uid, info.gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
+    info.mtime = int(st.st_mtime)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    elif stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(name, dir_fd=dir_fd)
+        tar.addfile(info)
+    elif stat.S_ISREG(st.st_mode):
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        with os.fdopen(os.open(name, flags, dir_fd=dir_fd), "rb") as fh:
+            opened = os.fstat(fh.fileno())
+            if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+                return  # replaced meanwhile: the next backup takes it
+            info.size = opened.st_size
+            tar.addfile(info, _Exactly(fh, info.size))
+
+
+class _Exactly(io.RawIOBase):
+    """A file read as exactly `size` bytes: zeros after an early end, since a project's
+    code may truncate it while the backup reads (tar would abort the whole backup)."""
+
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        self.fh, self.left = fh, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.fh.read(n)
+        data += bytes(n - len(data))
+        self.left -= n
+        return data
+
+
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -131,7 +187,7 @@ def backup(
                 _add_bytes(tar, "secret", secret.encode(), 0o600)
             tar.add(dump, arcname="database.dump")
             if projects_dir.exists():
-                tar.add(projects_dir, arcname="projects")
+                _add_tree(tar, projects_dir, "projects")
         os.replace(partial, out)
     return manifest
 
@@ -161,8 +217,11 @@ def restore(
     bring an older backup up to date."""
     manifest = read_manifest(archive)
     with tempfile.TemporaryDirectory(prefix="collab-restore-") as tmp, tarfile.open(archive) as tar:
-        # The "data" filter refuses absolute paths, links out and device files.
-        tar.extractall(tmp, filter="data")
+        # The "data" filter refuses absolute paths, links out and device files; a
+        # project's symlinks are set aside and made after, so nothing is extracted
+        # through one, and a link to /usr/share/dict does not fail the whole restore.
+        links: list[tuple[str, str]] = []
+        tar.extractall(tmp, filter=_links_aside(links))
         _run(
             [_tool("pg_restore", server_major), "--no-owner", "--single-transaction", "--exit-on-error",
              str(Path(tmp) / "database.dump")],
@@ -174,8 +233,41 @@ def restore(
         restored = Path(tmp) / "projects"
         if restored.exists():
             projects_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(restored, projects_dir, dirs_exist_ok=True)
+            _make_links(Path(tmp), links)
+            # Links stay links: followed, `x -> ../../secret` in a project (which a
+            # project's code can make) would copy this scratch dir's secret into it.
+            shutil.copytree(restored, projects_dir, dirs_exist_ok=True, symlinks=True)
     return manifest
+
+
+def _links_aside(
+    links: list[tuple[str, str]],
+) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
+    """An extraction filter: symlinks under projects/ are listed (made later by
+    _make_links), other symlinks and special files dropped, everything else through the
+    "data" filter."""
+
+    def keep(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        if member.issym():
+            parts = PurePosixPath(member.name).parts
+            if len(parts) > 2 and parts[0] == "projects" and ".." not in parts:
+                links.append((member.name, member.linkname))
+            return None
+        if not (member.isreg() or member.isdir() or member.islnk()):
+            return None  # a FIFO in an older backup: no reason to fail the restore
+        return tarfile.data_filter(member, dest)
+
+    return keep
+
+
+def _make_links(root: Path, links: list[tuple[str, str]]) -> None:
+    """The projects' symlinks, as they were (their targets are never followed: the
+    server checks every path it opens in a project). Their directories are real ones,
+    since no link was extracted."""
+    for name, target in links:
+        path = root / name
+        if path.parent.is_dir() and not path.parent.is_symlink() and not os.path.lexists(path):
+            os.symlink(target, path)
 
 
 def _write_secret(path: Path, secret: str) -> None:

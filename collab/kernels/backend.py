@@ -13,6 +13,7 @@ import logging
 import os
 import resource
 import shutil
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,13 +66,26 @@ class _JailedKernelManager(AsyncKernelManager):
     def write_connection_file(self, **kwargs: Any) -> None:
         super().write_connection_file(**kwargs)
         jail = self.jail
-        if jail is not None and jail.isolated and jail.uid is not None:
-            # Written 0600 by the server; the kernel reads it as the project's user.
-            os.chown(self.connection_file, jail.uid, jail.gid if jail.gid is not None else -1)
+        if jail is not None and jail.isolated and jail.gid is not None:
+            # Written 0600 by the server; the kernel reads it through the project's
+            # group. Never through a link: the file stays the server's, in a sticky dir.
+            fd = os.open(self.connection_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fchown(fd, -1, jail.gid)
+                os.fchmod(fd, 0o640)
+            finally:
+                os.close(fd)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd: list[str] = super().format_kernel_cmd(extra_arguments)
         return self.jail.command(cmd, binds=self.binds) if self.jail is not None else cmd
+
+
+def _is_terminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
 
 
 def _preexec(*steps: Callable[[], None]) -> Callable[[], None]:
@@ -134,6 +148,12 @@ class LocalBackend:
                 # with it: interrupts go as a message on the control channel instead.
                 if km.kernel_spec is not None:
                     km.kernel_spec.interrupt_mode = "message"
+                # The kernel inherits the server's stdout and stderr: when those are the
+                # terminal an admin started the server from, the project's code could
+                # write to it and read what the admin types. Logs (pipes, files) stay.
+                for stream, fd in (("stdout", 1), ("stderr", 2)):
+                    if _is_terminal(fd):
+                        kwargs[stream] = subprocess.DEVNULL
             kwargs["env"] = jail.environment()
             steps.append(jail.preexec)
         if self.memory_limit > 0:

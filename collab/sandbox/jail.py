@@ -169,10 +169,14 @@ class Jail:
 
     def private_dir(self, prefix: str) -> Path:
         """A directory of the server's runtime dir that only this sandbox's user (and the
-        server) can enter: a kernel's connection file and sockets."""
+        server) can enter: a kernel's connection file and sockets. The server's, with
+        the project's group let in to make its sockets, and sticky: the project's code
+        cannot replace what the server writes there (the connection file, rewritten as
+        root on a restart) with a link to a host file."""
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.runtime))
-        if self.uid is not None and self.isolated:
-            os.chown(path, self.uid, self.gid if self.gid is not None else -1)
+        if self.uid is not None and self.isolated and self.gid is not None:
+            os.chown(path, -1, self.gid)
+            os.chmod(path, 0o1770)
         return path
 
 

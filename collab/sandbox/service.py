@@ -46,6 +46,7 @@ class Sandbox:
         self._runtime: Path | None = None
         self._adopted: set[UUID] = set()
         self._active: dict[UUID, int] = {}  # live processes per project, for the disk watch
+        self._gids: dict[UUID, int] = {}  # projects' groups (root only), for the disk watch
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
 
@@ -142,6 +143,7 @@ class Sandbox:
                     users.ensure, project_id, s.sandbox_uid_min, s.sandbox_uid_max
                 )
                 uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
+                self._gids[project_id] = gid
                 etc = await asyncio.to_thread(self._etc_files, entry)
                 if project_id not in self._adopted:
                     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
@@ -225,6 +227,7 @@ class Sandbox:
                 try:
                     directory = project_dir(self.settings.projects_dir, project_id)
                     used = await asyncio.to_thread(disk_usage, directory)
+                    used += await asyncio.to_thread(self._runtime_usage, project_id)
                     if used > quota:
                         log.warning(
                             "project over its disk quota: stopping its processes",
@@ -233,6 +236,22 @@ class Sandbox:
                         await asyncio.to_thread(self.cgroups.remove, str(project_id))
                 except Exception:
                     log.exception("checking a project's disk use failed")
+
+    def _runtime_usage(self, project_id: UUID) -> int:
+        """Bytes in the project's kernels' connection dirs: they are on the host's disk
+        (the runtime dir) and writable from the sandbox, so they count to its quota."""
+        gid = self._gids.get(project_id)
+        if gid is None or self._runtime is None:
+            return 0
+        from collab.projects.lifecycle import disk_usage
+
+        total = 0
+        with contextlib.suppress(OSError), os.scandir(self._runtime) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False) and entry.stat().st_gid == gid:
+                        total += disk_usage(Path(entry.path))
+        return total
 
     # -- deleting a project ------------------------------------------------------------
 

@@ -148,6 +148,89 @@ def write_outside(t: dict[str, Any]) -> bool:
     return wrote
 
 
+def abstract_socket(t: dict[str, Any]) -> bool:
+    """An abstract Unix socket the server listens on (no file: only a network
+    namespace keeps it apart)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect("\0" + t["abstract_socket"])
+            return True
+        except OSError:
+            return False
+
+
+def other_pty(t: dict[str, Any]) -> bool:
+    """Another project's terminal: its pty by name, or through its shell's /proc."""
+    for path in (t["other_pty"], f"/proc/{t['other_pty_pid']}/fd/0"):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            os.write(fd, b"")
+            return True
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return False
+
+
+def host_devices(t: dict[str, Any]) -> bool:
+    """Any device of the host beyond the harmless few (/dev/kmsg, disks, /dev/kvm)."""
+    harmless = {"null", "zero", "full", "random", "urandom", "tty", "ptmx", "console"}
+    for name in t["host_devices"]:
+        if name in harmless:
+            continue
+        try:
+            os.close(os.open(os.path.join("/dev", name), os.O_RDONLY | os.O_NONBLOCK))
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def server_environment(t: dict[str, Any]) -> bool:
+    """A variable of the server's environment, in the sandbox's own."""
+    return any(t["env_var"] in value for value in os.environ.values())
+
+
+def privileges_gainable(t: dict[str, Any]) -> bool:
+    """no_new_privs off: a setuid program (su, mount, passwd) would run with its owner's
+    rights."""
+    status = _read("/proc/self/status") or ""
+    return "NoNewPrivs:\t0" in status
+
+
+def user_namespace(t: dict[str, Any]) -> bool:
+    """A new user namespace (root in it) with a mount namespace of its own: its
+    capabilities cover only what the sandbox already sees, the sandbox's mounts are
+    locked (no unmounting to reveal what lies below), so nothing outside is reached."""
+    import ctypes
+
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.unshare(0x10000000 | 0x00020000)  # CLONE_NEWUSER | CLONE_NEWNS
+            libc.umount2(b"/home/user", 2)  # MNT_DETACH
+            libc.umount2(b"/proc", 2)
+            if (
+                secret(t)
+                or data_dir_listing(t)
+                or project_listing(t)
+                or other_project_file(t)
+                or server_proc(t)
+            ):
+                code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 1
+
+
 PROBES = [
     other_project_file,
     project_listing,
@@ -162,6 +245,12 @@ PROBES = [
     other_connection_file,
     signal_server,
     write_outside,
+    abstract_socket,
+    other_pty,
+    host_devices,
+    server_environment,
+    privileges_gainable,
+    user_namespace,
 ]
 
 

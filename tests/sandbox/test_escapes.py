@@ -2,7 +2,9 @@
 attempted: another project's files and listing, the data dir and secret, the database
 socket (without and with a password), 127.0.0.1:5432 and every port the host listens on,
 the server's /proc and environment, another kernel's connection file, signals to the
-server, writing outside P. With the sandbox every attempt fails; with `sandbox = "none"`
+server, writing outside P; an abstract Unix socket of the server, another project's
+terminal (its pty), the host's devices, the server's environment, setuid programs
+(no_new_privs) and a user namespace of one's own. With the sandbox every attempt fails; with `sandbox = "none"`
 every one succeeds, which shows the attempts are real."""
 
 from __future__ import annotations
@@ -60,7 +62,26 @@ def _env_marker() -> str:
     return max((e.decode(errors="replace") for e in entries if b"=" in e), key=len)
 
 
-async def _targets(server: Served, owner: User, other: UUID) -> dict[str, Any]:
+def _host_devices() -> list[str]:
+    return sorted(
+        entry.name
+        for entry in os.scandir("/dev")
+        if not entry.is_dir(follow_symlinks=False) and not entry.is_symlink()
+    )
+
+
+async def _other_terminal(server: Served, owner: User, other: UUID) -> tuple[str, int]:
+    """A shell of the other project: (its pty's name, the pid holding it)."""
+    await run_in_terminal(server, owner, other, "echo ready")
+    terminals = server.services.extra["terminals"]
+    term = await wait_for(lambda: terminals.get(other, "t.term"), what="other terminal")
+    assert term.pid is not None
+    return os.readlink(f"/proc/{term.pid}/fd/0"), term.pid
+
+
+async def _targets(
+    server: Served, owner: User, other: UUID, abstract: str, env_var: str
+) -> dict[str, Any]:
     s = server.services.settings
     marker = secrets.token_hex(8)
     (project_dir(server, other) / "secret.txt").write_text(marker)
@@ -72,6 +93,7 @@ async def _targets(server: Served, owner: User, other: UUID) -> dict[str, Any]:
     connection_file = session._backend._km.connection_file
     socket_dir = parse_qs(urlsplit(server.services.database_url).query)["host"][0]
     tag = secrets.token_hex(4)
+    pty, pty_pid = await _other_terminal(server, owner, other)
     return {
         "other_id": str(other),
         "other_file": str(project_dir(server, other) / "secret.txt"),
@@ -91,6 +113,11 @@ async def _targets(server: Served, owner: User, other: UUID) -> dict[str, Any]:
             str(s.projects_dir / f"escaped-{tag}"),
             f"/tmp/collab-escaped-{tag}",
         ],
+        "abstract_socket": abstract,
+        "other_pty": pty,
+        "other_pty_pid": pty_pid,
+        "host_devices": _host_devices(),
+        "env_var": env_var,
     }
 
 
@@ -106,19 +133,29 @@ def _outcome(raw: str, targets: dict[str, Any]) -> dict[str, bool]:
 
 @pytest.mark.parametrize("origin", ["kernel", "terminal"])
 async def test_every_escape_fails_in_the_sandbox_and_succeeds_without(
-    sandboxed: Served, owner: User, mode: str, origin: str
+    sandboxed: Served, owner: User, mode: str, origin: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = await new_project(sandboxed, owner, "P")
     other = await new_project(sandboxed, owner, "Q")
-    targets = await _targets(sandboxed, owner, other)
-    result_file = install_probe(sandboxed, project, targets)
-    if origin == "kernel":
-        code = "import runpy; runpy.run_path('probe.py', run_name='__main__')"
-        await run_in_kernel(sandboxed, owner, project, code)
-    else:
-        await run_in_terminal(sandboxed, owner, project, f"{PYTHON} probe.py")
-    result = _outcome(await wait_file(result_file), targets)
-    assert len(result) == 13, result
+    env_var = "server-only-" + secrets.token_hex(8)
+    monkeypatch.setenv("COLLAB_PROBE_SERVER_ONLY", env_var)  # stripped even without sandbox
+    monkeypatch.setenv("SERVER_ONLY_VARIABLE", env_var)
+    abstract = "collab-probe-" + secrets.token_hex(8)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + abstract)
+    listener.listen(8)
+    try:
+        targets = await _targets(sandboxed, owner, other, abstract, env_var)
+        result_file = install_probe(sandboxed, project, targets)
+        if origin == "kernel":
+            code = "import runpy; runpy.run_path('probe.py', run_name='__main__')"
+            await run_in_kernel(sandboxed, owner, project, code)
+        else:
+            await run_in_terminal(sandboxed, owner, project, f"{PYTHON} probe.py")
+        result = _outcome(await wait_file(result_file), targets)
+    finally:
+        listener.close()
+    assert len(result) == 19, result
     if mode == "bwrap":
         assert [name for name, escaped in result.items() if escaped] == [], result
     else:

@@ -123,3 +123,25 @@ async def test_a_disk_fill_stops_at_the_quota() -> None:
         written = _size(folder)
         await asyncio.sleep(1)
         assert _size(folder) == written < 2000 * 1024 * 1024
+
+
+async def test_a_disk_fill_in_the_kernels_connection_dir_stops_at_the_quota() -> None:
+    """The kernel's connection dir is on the host's disk and writable from the sandbox
+    (its sockets are made there): files written there count to the project's quota."""
+    quota = 20 * 1024 * 1024
+    async with sandbox_server("bwrap", project_disk_quota_bytes=quota) as server:
+        user = await make_user(server)
+        project = await new_project(server, user, "fill")
+        code = (
+            "import os\n"
+            "from ipykernel.connect import get_connection_file\n"
+            "folder = os.path.dirname(get_connection_file())\n"
+            "for i in range(200):\n"
+            "    with open(os.path.join(folder, f'f{i}'), 'wb') as f:\n"
+            "        f.write(b'x' * 1024 * 1024)\n"
+            "print('filled', folder)\n"
+        )
+        await run_in_kernel(server, user, project, code, path="alive.ipynb")
+        sandbox = server.services.extra["sandbox"]
+        await wait_for(lambda: project in sandbox._active, timeout=90, what="kernel started")
+        await wait_for(lambda: project not in sandbox._active, timeout=90, what="fill stopped")
