@@ -23,6 +23,8 @@ from collab.auth.tokens import ApiKeys, Sessions
 from collab.config import Settings
 from collab.db import embedded, migrate, pool
 from collab.kernels.calls import component as kernels_component
+from collab.latex.calls import latex_component
+from collab.latex.routes import routes as latex_routes
 from collab.logs import RequestLog
 from collab.projects.lifecycle import lifecycle_component
 from collab.sandbox.service import sandbox_component
@@ -47,6 +49,7 @@ COMPONENTS: list[Component] = [
     sync_component,
     kernels_component,
     terminals_component,
+    latex_component,
     lifecycle_component,
 ]
 EXTRA_ROUTES: list[BaseRoute] = [SYNC_ROUTE]
@@ -116,6 +119,7 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         *auth_routes,
+        *latex_routes,
         WebSocketRoute("/ws", ws_endpoint),
         *EXTRA_ROUTES,
     ]
