@@ -265,3 +265,23 @@ async def test_a_missing_engine_fails_the_build_naming_the_package(server, user,
         assert "texlive-xetex" in done["message"], done["message"]
     else:
         assert done["status"] == "succeeded", dict(done)
+
+
+async def test_a_pdf_that_is_a_symlink_out_of_the_project_is_not_served(
+    server, user, project, tmp_path
+):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "doc.pdf").write_bytes(b"%PDF-secret")
+    root = put(server, project, "a.tex", "x").parent
+    (root / ".build").mkdir()
+    (root / ".build" / "a.pdf").symlink_to("/etc/hostname")
+    (root / "b").mkdir()
+    (root / "b" / ".build").symlink_to(outside)
+    auth = {"Authorization": f"Bearer {user.key}"}
+    async with server.client() as http:
+        for path in ("a.tex", "b/doc.tex"):
+            r = await http.get(
+                f"/api/projects/{project}/latex/pdf", params={"path": path}, headers=auth
+            )
+            assert r.status_code == 404 and r.json()["error"]["code"] == "no_pdf", r.text
