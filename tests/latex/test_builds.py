@@ -12,6 +12,7 @@ from uuid import UUID
 
 from tests.conftest import make_user, ws_connect
 from tests.latex.conftest import ARTICLE, CHAPTER, finished, put, row
+from tests.sync.yclient import connect
 
 
 def _args(project: Any, path: str = "paper/main.tex", **extra: Any) -> dict[str, Any]:
@@ -285,3 +286,21 @@ async def test_a_pdf_that_is_a_symlink_out_of_the_project_is_not_served(
                 f"/api/projects/{project}/latex/pdf", params={"path": path}, headers=auth
             )
             assert r.status_code == 404 and r.json()["error"]["code"] == "no_pdf", r.text
+
+
+async def test_a_build_sees_edits_that_are_not_yet_mirrored_to_the_file(server, user, project):
+    # The file mirror would wait ten minutes: only the flush before the build puts the
+    # edit on disk in time.
+    object.__setattr__(server.services.settings, "sync_mirror_debounce_ms", 600_000)
+    good = "\\documentclass{article}\n\\begin{document}\nDraft.\n\\end{document}\n"
+    path = put(server, project, "live.tex", good)
+    async with connect(server, project, "live.tex", user.key) as editor:
+        await asyncio.wait_for(editor.synced.wait(), 10)
+        editor.text.insert(len("\\documentclass{article}\n\\begin{document}\n"), "\\typo\n")
+        await editor.wait_acked()
+        assert "\\typo" not in path.read_text()
+        async with ws_connect(server, user.key) as ws:
+            build = (await ws.call("latex.build", _args(project, "live.tex")))["result"]["build"]
+        done = await finished(server, project, "live.tex", build)
+    assert done["status"] == "failed", dict(done)
+    assert (done["errors"][0]["file"], done["errors"][0]["line"]) == ("live.tex", 3)
