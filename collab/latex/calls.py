@@ -13,7 +13,7 @@ from uuid import UUID
 
 from collab.errors import ApiError
 from collab.kernels.access import authorize
-from collab.latex import files, synctex
+from collab.latex import files, mainfile, synctex
 from collab.latex.builds import LatexBuilds
 from collab.sandbox.service import Sandbox
 from collab.services import Services
@@ -62,7 +62,9 @@ def _number(args: dict[str, Any], name: str) -> float:
 async def build(conn: Connection, args: dict[str, Any]) -> Any:
     _only(args)
     project_id, path, directory = await authorize(conn, args, SUFFIX)
-    return await _builds(conn).request(project_id, path, directory, conn.account.account_id)
+    main = await asyncio.to_thread(mainfile.find, directory, path)
+    answer = await _builds(conn).request(project_id, main, directory, conn.account.account_id)
+    return {"path": main, **answer}
 
 
 async def stop(conn: Connection, args: dict[str, Any]) -> Any:
@@ -104,7 +106,7 @@ async def inverse(conn: Connection, args: dict[str, Any]) -> Any:
 async def _synctex(
     conn: Connection, project_id: UUID, path: str, directory: Path, search: Any, *args: Any
 ) -> Any:
-    present = await asyncio.to_thread(_has_synctex, directory, path)
+    present = await asyncio.to_thread(files.exists, directory, files.outputs(path, ".synctex.gz"))
     if not present:
         raise ApiError("no_pdf", "build the file first: there is no PDF with SyncTeX data", 404)
     sandbox: Sandbox = _builds(conn).sandbox
@@ -114,11 +116,6 @@ async def _synctex(
         return await search(jail, *args)
     finally:
         sandbox.ended(project_id)
-
-
-def _has_synctex(directory: Path, path: str) -> bool:
-    with files.open_inside(directory, files.outputs(path, ".synctex.gz")) as fd:
-        return fd is not None
 
 
 CALLS = {

@@ -70,3 +70,8 @@ def file_head(root: Path, relative: str, size: int = 4096) -> str:
         if fd is None:
             return ""
         return os.read(fd, size).decode("utf-8", "replace")
+
+
+def exists(root: Path, relative: str) -> bool:
+    with open_inside(root, relative) as fd:
+        return fd is not None

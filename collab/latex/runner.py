@@ -161,7 +161,7 @@ def _kill(proc: Any) -> None:
 
 async def _read_outcome(jail: Jail, path: str, engine: str, ok: bool) -> Outcome:
     parsed = await asyncio.to_thread(_parse_outputs, jail.directory, path, jail.home)
-    pdf = await asyncio.to_thread(_exists, jail.directory, files.outputs(path, ".pdf"))
+    pdf = await asyncio.to_thread(files.exists, jail.directory, files.outputs(path, ".pdf"))
     status = "succeeded" if ok and pdf else "failed"
     message = ""
     if status == "failed" and parsed.errors:
@@ -181,11 +181,6 @@ def _parse_outputs(directory: Path, path: str, home: str) -> Parsed:
         parse_blg(blg.decode("utf-8", "replace"), parsed)
     _relative(parsed, path, home)
     return parsed
-
-
-def _exists(directory: Path, relative: str) -> bool:
-    with files.open_inside(directory, relative) as fd:
-        return fd is not None
 
 
 def _relative(parsed: Parsed, path: str, home: str) -> None:

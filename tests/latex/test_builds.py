@@ -169,7 +169,8 @@ async def test_members_follow_a_build_on_the_changefeed(server, user, project):
         answer = await ws.request({"query": query, "changes": True})
         assert answer["result"] == {"latex_builds": []}
         outsider = await other.request({"query": query, "changes": True})
-        await ws.call("latex.build", _args(project))
+        # Sent raw: WsClient.call would drop feed events that arrive before its answer.
+        await ws.send_raw(json.dumps({"id": 999, "call": "latex.build", "args": _args(project)}))
         seen: list[str] = []
         deadline = asyncio.get_running_loop().time() + 120
         while "succeeded" not in seen:
@@ -216,7 +217,10 @@ async def test_synctex_forward_then_inverse_returns_the_starting_line(server, us
     async with ws_connect(server, user.key) as ws:
         early = await ws.call("latex.forward", _args(project, line=7))
         assert early["error"]["code"] == "no_pdf"
-        build = (await ws.call("latex.build", _args(project)))["result"]["build"]
+        # Asked for the included file, the server builds the main file that inputs it.
+        asked = (await ws.call("latex.build", _args(project, "paper/chapter.tex")))["result"]
+        assert asked["path"] == "paper/main.tex"
+        build = asked["build"]
         assert (await finished(server, project, "paper/main.tex", build))["status"] == "succeeded"
         for source, line in (("paper/main.tex", 7), ("paper/chapter.tex", 3)):
             there = await ws.call("latex.forward", _args(project, source=source, line=line))
