@@ -31,6 +31,7 @@ class _Job:
     directory: Path
     requested_by: list[str]
     started: bool = False
+    finishing: bool = False  # TeX is done; its result is being written
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -133,20 +134,24 @@ class LatexBuilds:
             return {"build": build, "status": "queued"}
 
     async def stop(self, project_id: UUID, path: str) -> int | None:
-        """Cancel the main file's build; its number, or None when none was under way."""
+        """Cancel the main file's build; its number, or None when none was under way (or
+        it had already finished and is writing its result)."""
         key = (project_id, path)
         async with self._locks.setdefault(key, asyncio.Lock()):
             job = self._jobs.get(key)
             if job is None:
                 return None
+            finishing = job.finishing
             await self._cancel(job)
-            return job.build
+            return None if finishing else job.build
 
     async def _cancel(self, job: _Job) -> None:
         # The task writes its `cancelled` row before this returns, so a new build's
-        # `queued` row always comes after it in the changefeed.
+        # `queued` row always comes after it in the changefeed. A build whose TeX has
+        # finished is let write its result rather than be reported cancelled.
         if job.task is not None and not job.task.done():
-            job.task.cancel()
+            if not job.finishing:
+                job.task.cancel()
             await asyncio.wait([job.task])
 
     # -- one build -------------------------------------------------------------------
@@ -158,6 +163,7 @@ class LatexBuilds:
             async with self._slots:
                 job.started = True
                 outcome = await self._build(project_id, path, job)
+            job.finishing = True
             await self._finish(key, job, outcome)
         except asyncio.CancelledError:
             await self._write_status(key, job, "cancelled", "the build was stopped")
