@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ from typing import Any
 from collab.latex import files
 from collab.latex.logparse import Parsed, parse_blg, parse_log
 from collab.sandbox.jail import Jail
+
+log = logging.getLogger(__name__)
 
 # engine → (latexmk switch, the binary, the Debian package that has it)
 ENGINES = {
@@ -137,6 +140,17 @@ async def build(jail: Jail, path: str, timeout: float) -> Outcome:
         raise
     ok = proc.returncode == 0
     outcome = await _read_outcome(jail, path, engine, ok)
+    if outcome.status == "failed" and not outcome.parsed.errors:
+        # No TeX error to show: what latexmk and TeX printed is the only trace.
+        log.warning(
+            "LaTeX build failed without a TeX error",
+            extra={
+                "event": "latex.failed_unparsed",
+                "path": path,
+                "returncode": proc.returncode,
+                "output": output[-4000:].decode("utf-8", "replace"),
+            },
+        )
     if outcome.status == "failed" and not outcome.message:
         tail = output.decode("utf-8", "replace").strip().splitlines()[-5:]
         outcome.message = "the build failed" + (": " + " / ".join(tail) if tail else "")

@@ -54,9 +54,8 @@ async def test_an_article_builds_and_its_pdf_is_served_to_members_with_an_etag(
         async with ws_connect(server, user.key) as ws:
             second = (await ws.call("latex.build", _args(project)))["result"]
         assert second["build"] == answer["build"] + 1
-        assert (await finished(server, project, "paper/main.tex", second["build"]))[
-            "status"
-        ] == "succeeded"
+        rebuilt = await finished(server, project, "paper/main.tex", second["build"])
+        assert rebuilt["status"] == "succeeded", (rebuilt["message"], rebuilt["errors"])
         fresh = await http.get(
             url, params={"path": "paper/main.tex"}, headers={**auth, "If-None-Match": etag}
         )
