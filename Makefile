@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 FRONTEND_STAMP := frontend/dist/index.html
 
-.PHONY: run test lint install sandbox-deps browser-deps frontend
+.PHONY: run test lint install sandbox-deps browser-deps tex-deps frontend
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,23 @@ sandbox-deps:
 		echo "      cgroup limits and per-project users need the server to run as root."; \
 	fi
 
+# LaTeX builds (collab/latex) run latexmk: TeX Live's base, latexmk and the common
+# packages and fonts (about 165 MB), installed the same way. Without them a build fails
+# with a message naming the packages, and everything else works.
+TEX_PACKAGES = texlive-latex-base latexmk texlive-latex-recommended texlive-fonts-recommended
+tex-deps:
+	@if command -v latexmk >/dev/null && command -v pdflatex >/dev/null \
+		&& kpsewhich xcolor.sty >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends $(TEX_PACKAGES) >/dev/null 2>&1 || \
+		(apt-get update -q >/dev/null && \
+		 apt-get install -y -q --no-install-recommends $(TEX_PACKAGES) >/dev/null); \
+	else \
+		echo "NOTE: TeX is missing and this is not root: LaTeX builds will fail until"; \
+		echo "      apt-get install --no-install-recommends $(TEX_PACKAGES)"; \
+	fi
+
 # The browser tests drive Debian's chromium (never a downloaded browser); the app is built
 # with node and npm. Installed with apt-get when missing and we are root.
 browser-deps:
@@ -55,7 +72,7 @@ install: $(STAMP) frontend
 run: $(STAMP) frontend sandbox-deps
 	$(BIN)/collab serve $(ARGS)
 
-test: browser-deps $(STAMP) frontend sandbox-deps
+test: browser-deps $(STAMP) frontend sandbox-deps tex-deps
 	$(BIN)/pytest $(ARGS)
 
 lint: $(STAMP)

@@ -25,6 +25,8 @@ from collab.db import embedded, migrate, pool
 from collab.files.calls import component as files_component
 from collab.files.routes import routes as files_routes
 from collab.kernels.calls import component as kernels_component
+from collab.latex.calls import latex_component
+from collab.latex.routes import routes as latex_routes
 from collab.logs import RequestLog
 from collab.projects.invitations import component as invitations_component
 from collab.projects.lifecycle import lifecycle_component
@@ -51,6 +53,7 @@ COMPONENTS: list[Component] = [
     sync_component,
     kernels_component,
     terminals_component,
+    latex_component,
     lifecycle_component,
     files_component,
     invitations_component,
@@ -122,6 +125,7 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         *auth_routes,
+        *latex_routes,
         WebSocketRoute("/ws", ws_endpoint),
         *EXTRA_ROUTES,
         *files_routes,

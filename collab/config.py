@@ -72,6 +72,11 @@ class Settings:
     sandbox_network_all: bool = False
     # Extra host paths shown read-only in every sandbox (e.g. /opt/conda).
     sandbox_ro_paths: tuple[str, ...] = ()
+    # LaTeX builds (collab/latex, docs/operations.md): the time a build may take, how
+    # long requests wait to merge into one build, and how many builds run at once.
+    latex_timeout_seconds: int = 60
+    latex_merge_ms: int = 300
+    latex_max_builds: int = 2
     # Project lifecycle (docs/operations.md).
     project_idle_seconds: int = 3600
     project_disk_quota_bytes: int = 1024 * 1024 * 1024

@@ -35,6 +35,9 @@ ETC_HIDDEN = (
     "/etc/postgresql-common",
 )
 SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# System data outside /usr that programs need, shown read-only when present: TeX's
+# formats (pdflatex.fmt) live in /var/lib/texmf on Debian.
+SYSTEM_DATA = ("/var/lib/texmf",)
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -97,7 +100,7 @@ class Jail:
         args += ["--perms", "1777", "--size", str(self.tmp_bytes), "--tmpfs", "/tmp"]
         args += ["--dir", "/var", "--symlink", "../tmp", "/var/tmp"]
         made: set[str] = set()
-        for folder in [*self.python_paths, *self.ro_paths]:
+        for folder in [*self.python_paths, *SYSTEM_DATA, *self.ro_paths]:
             if os.path.exists(folder) and not _under(folder, "/usr"):
                 args += [*_parents(folder, made), "--ro-bind", folder, folder]
         args += [*_parents(HOME, made), "--bind", str(self.directory), HOME, "--chdir", HOME]

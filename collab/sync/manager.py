@@ -435,6 +435,17 @@ class RoomManager:
     def _file_lock(self, room: Room) -> asyncio.Lock:
         return self._file_locks.setdefault(room.doc_id, asyncio.Lock())
 
+    async def flush_mirrors(self, project_id: UUID) -> None:
+        """Write now the files of the project's documents whose mirror write is pending:
+        a LaTeX build (collab/latex) reads the files and must see the last edits."""
+        for (owner, _), room in list(self.rooms.items()):
+            if owner != project_id:
+                continue
+            handle = self._mirror_handles.pop(room.doc_id, None)
+            if handle is not None:
+                handle.cancel()
+                await self._write_mirror(room)
+
     async def _write_mirror(self, room: Room) -> None:
         """Write the document to its file if it differs from the merge base. A change
         on disk since the base is merged first (never overwritten), and the rename
