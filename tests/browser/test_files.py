@@ -181,7 +181,13 @@ async def test_new_notebook_is_a_valid_notebook_and_never_replaces_a_file(
     await answer_prompt(page, "Name", "analysis", "Create")
     await expect(page.locator('.tree-row[data-path="analysis.ipynb"]')).to_be_visible()
     target = project_file(server, project_id, "analysis.ipynb")
-    notebook = json.loads(await asyncio.to_thread(target.read_text))
+    # The row appears when files.create makes the name; the content follows in an upload.
+    for _ in range(200):
+        text = await asyncio.to_thread(target.read_text)
+        if text:
+            break
+        await asyncio.sleep(0.1)
+    notebook = json.loads(text)
     assert notebook["nbformat"] == 4 and notebook["cells"] == []
     await asyncio.to_thread(target.write_text, '{"keep": "me"}')
     await page.get_by_role("button", name="New notebook").click()
