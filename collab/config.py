@@ -69,6 +69,9 @@ class Settings:
     sync_mirror_debounce_ms: int = 1000
     sync_history_seconds: int = 5
     sync_compact_rows: int = 1000
+    # A room is compacted only after this long without a write (or past the row cap).
+    sync_compact_quiet_ms: int = 10000
+    sync_compact_max_rows: int = 20000
     sync_awareness_timeout_ms: int = 30000
     # Presence caps and client-id reservation (collab/sync/awareness.py).
     sync_awareness_max_bytes: int = 64 * 1024

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
@@ -65,6 +66,7 @@ class Room:
         self.holds = 0
         self.read_seq = 0
         self.rows_written = 0
+        self.last_write = time.monotonic()  # when this process last stored an update
         # Set around a change so the observer knows who made it and whether to store it.
         self._author: UUID | None = None
         self._source: Client | None = None
@@ -100,6 +102,7 @@ class Room:
             if not self._remote and not self._client_update:
                 self.store.append(self.doc_id, update, self._author)
                 self.rows_written += 1
+                self.last_write = time.monotonic()
             message = create_update_message(update)
             for client in list(self.clients):
                 if client is not self._source:
@@ -150,6 +153,7 @@ class Room:
             if update != _EMPTY_UPDATE:
                 self.store.append(self.doc_id, update, client.account_id)
                 self.rows_written += 1
+                self.last_write = time.monotonic()
         return reply
 
     def apply_as(self, author: UUID | None, change: Callable[[], None]) -> None:
