@@ -274,7 +274,7 @@ def generator_main(spec: Spec, pipe: Any) -> None:
 
 
 async def _generator(spec: Spec, pipe: Any) -> None:
-    """Commands over `pipe`: ("join", doc, writer client ids, readers, acks),
+    """Commands over `pipe`: ("join", doc, writer client ids, readers, acks), ("arm",),
     ("run", rate per writer, seconds, settle), ("close",)."""
     loop = asyncio.get_running_loop()
     writers: list[Writer] = []
@@ -295,13 +295,17 @@ async def _generator(spec: Spec, pipe: Any) -> None:
                 pipe.send("ok")
             except Exception as exc:
                 pipe.send(f"{type(exc).__name__}: {exc}")
-        elif command == "run":
-            rate, seconds, settle = args
+        elif command == "arm":
+            # Every process records before any writes: an update that reaches a reader
+            # in a process not yet armed would count as lost.
             for r in readers:
                 r.arrivals.clear()
                 r.record = True
             for w in writers:
                 w.sent.clear()
+            pipe.send("ok")
+        elif command == "run":
+            rate, seconds, settle = args
             first = [w.peer.counted for w in writers]
             cpu0 = own_cpu()
             if writers:
@@ -360,6 +364,7 @@ class Generators:
                 raise RuntimeError(f"generator: {answer}")
 
     async def run(self, rate: float, seconds: float, settle: float) -> Step:
+        await asyncio.gather(*(self._ask(i, "arm") for i in range(len(self.pipes))))
         t0 = time.perf_counter()
         parts = await asyncio.gather(
             *(self._ask(i, "run", rate, seconds, settle) for i in range(len(self.pipes)))
