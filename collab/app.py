@@ -32,6 +32,7 @@ from collab.tables.component import tables_component
 from collab.terminals.calls import component as terminals_component
 from collab.ws.dispatch import Api
 from collab.ws.endpoint import ws_endpoint
+from collab.ws.wire import CaptureProtocol
 
 log = logging.getLogger(__name__)
 
@@ -117,4 +118,8 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/ws", ws_endpoint),
         *EXTRA_ROUTES,
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestLog)])
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(CaptureProtocol), Middleware(RequestLog)],
+    )

@@ -26,6 +26,7 @@ from collab.sync.awareness import Limits, Presence, Reservations
 from collab.sync.client import Client
 from collab.sync.protocol import ProtocolError
 from collab.sync.store import UpdateStore
+from collab.ws.wire import Frame
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ class Room:
                 self.store.append(self.doc_id, update, self._author)
                 self.rows_written += 1
                 self.last_write = time.monotonic()
-            message = create_update_message(update)
+            # Framed once, written as the same bytes to every client.
+            message = Frame(create_update_message(update))
             for client in list(self.clients):
                 if client is not self._source:
                     client.send(message)
@@ -198,6 +200,6 @@ class Room:
     def _broadcast_presence(self, update: bytes | None) -> None:
         if update is None:
             return
-        message = create_awareness_message(update)
+        message = Frame(create_awareness_message(update))
         for client in list(self.clients):
             client.send(message)
