@@ -254,10 +254,12 @@ async def write_load(url: str, projects: list[str], rate: int, seconds: float) -
     seq = iter(range(10**9))
 
     async def one(title: str, pid: str) -> None:
-        # Timed before the write is sent: a feed event can arrive before execute()
-        # returns here, and latency must never come out negative.
-        committed[title] = time.time()
-        await pool.execute("UPDATE projects SET title = $1 WHERE project_id = $2", title, pid)
+        async with pool.acquire() as conn:
+            # Timed just before the write is sent on its connection (not when it was
+            # queued for one: the writer's own pool is not the server's latency), and
+            # never after it returns: an event can arrive before execute() does.
+            committed[title] = time.time()
+            await conn.execute("UPDATE projects SET title = $1 WHERE project_id = $2", title, pid)
 
     tasks = []
     start = time.perf_counter()
