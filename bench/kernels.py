@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -185,6 +186,14 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=3)
     opts = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="collab-bench-kernels-"))
+    try:
+        await _main(opts, root)
+    finally:
+        # The embedded cluster's own files go at exit (delete_on_exit); the rest here.
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _main(opts: argparse.Namespace, root: Path) -> None:
     url = await asyncio.to_thread(embedded.start, root / "pg", delete_on_exit=True)
     await migrate.migrate(url)
     rows: list[tuple[str, str, str, str]] = []
