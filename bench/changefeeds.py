@@ -108,7 +108,12 @@ async def seed(url: str, projects: int) -> tuple[list[str], dict[str, list[str]]
 
 
 def start_server(
-    url: str, port: int, data_dir: Path, log_file: str | None, src: str | None = None
+    url: str,
+    port: int,
+    data_dir: Path,
+    log_file: str | None,
+    src: str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -120,6 +125,7 @@ def start_server(
         "COLLAB_TABLES_MAX_FEEDS_PER_ACCOUNT": "100000",
         "COLLAB_TABLES_MAX_FEEDS_PER_CONNECTION": "1000",
         "COLLAB_WS_SEND_QUEUE": "100000",
+        **(extra or {}),
     }
     if src is not None:
         # An A/B run: the collab package of another checkout.
@@ -325,16 +331,23 @@ async def _run(args: argparse.Namespace, base: str | None, tmp: Path) -> None:
         + f"; {benchlib.load()}",
         flush=True,
     )  # fmt: skip
-    servers = [("collab", None)] + ([("collab-base", args.base)] if args.base else [])
+    servers: list[tuple[str, str | None, dict[str, str]]] = [("collab", None, {})]
+    if args.base:
+        servers.append(("collab-base", args.base, {}))
+    if args.deflate_ab:
+        # The same code with permessage-deflate on (the subscribers offer it).
+        servers.append(("collab+deflate", None, {"COLLAB_WS_PER_MESSAGE_DEFLATE": "true"}))
     rows = []
     for subs in args.subs:
-        for name, src in servers:
+        for name, src, extra in servers:
             url = await setup_database(base)
             projects = max(1, subs // 10)
             api_keys, owned = await seed(url, projects)
             all_projects = [p for ps in owned.values() for p in ps]
             port = free_port()
-            server = start_server(url, port, tmp / f"data-{name}-{subs}", args.server_log, src)
+            server = start_server(
+                url, port, tmp / f"data-{name}-{subs}", args.server_log, src, extra
+            )
             usage = benchlib.Usage([server.pid], pgdata)
             try:
                 await wait_ready(port)
@@ -468,6 +481,9 @@ def main() -> None:
     )
     parser.add_argument("--server-log", help="append the server's info log to this file")
     parser.add_argument("--base", help="also run the collab package of this checkout (A/B)")
+    parser.add_argument(
+        "--deflate-ab", action="store_true", help="also run collab with permessage-deflate on"
+    )
     args = parser.parse_args()
     if args.base:
         args.base = os.path.abspath(args.base)
