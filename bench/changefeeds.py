@@ -3,8 +3,12 @@ asyncpg LISTEN/NOTIFY round trip on the same PostgreSQL as the baseline.
 
 One server process (`collab serve`, a child process so that its CPU and RSS are its
 own); N subscriptions spread over 1,000 WebSocket connections, each feed watching one
-project; a writer updating random projects at a fixed rate straight through SQL. Prints
-a table. Not a test: nothing here asserts on time.
+project; a writer updating random projects at a fixed rate straight through SQL. A
+latency is an event's arrival minus the time taken just before its write was sent. The
+--busy-rates are measured again with a CPU-bound process spinning on another core.
+Server CPU and RSS include the embedded PostgreSQL's processes. Prints a table. Not a
+test: nothing here asserts on time. --base DIR runs the collab package of another
+checkout too (A/B: `git archive <commit> | tar -x -C DIR`).
 
     .venv/bin/python bench/changefeeds.py                 # 1k and 10k subs, 100/500/1000 w/s
     .venv/bin/python bench/changefeeds.py --subs 1000 --rates 100 --seconds 5
@@ -19,6 +23,7 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 from collab.auth.tokens import ApiKeys  # noqa: E402
 from collab.db import embedded, migrate  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 
 CONNECTIONS = 1000
 ACCOUNTS = 100
@@ -100,7 +108,12 @@ async def seed(url: str, projects: int) -> tuple[list[str], dict[str, list[str]]
 
 
 def start_server(
-    url: str, port: int, data_dir: Path, log_file: str | None
+    url: str,
+    port: int,
+    data_dir: Path,
+    log_file: str | None,
+    src: str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -112,10 +125,14 @@ def start_server(
         "COLLAB_TABLES_MAX_FEEDS_PER_ACCOUNT": "100000",
         "COLLAB_TABLES_MAX_FEEDS_PER_CONNECTION": "1000",
         "COLLAB_WS_SEND_QUEUE": "100000",
+        **(extra or {}),
     }
+    if src is not None:
+        # An A/B run: the collab package of another checkout.
+        env["PYTHONPATH"] = src
     exe = Path(sys.executable).parent / "collab"
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
-    return subprocess.Popen([str(exe), "serve"], env=env, stdout=out, stderr=out)
+    return subprocess.Popen([str(exe), "serve"], env=env, stdout=out, stderr=out, cwd=src)
 
 
 async def wait_ready(port: int) -> None:
@@ -137,7 +154,7 @@ def subscriber_main(
     """A child process holding some of the connections, so that the client side gets
     its own CPU instead of sharing the writer's event loop. Commands over `pipe`:
     "collect" -> send {title: [receive times]} and clear."""
-    asyncio.run(_subscriber(port, keys, owned, conns, per_conn, pipe))
+    benchlib.run(_subscriber(port, keys, owned, conns, per_conn, pipe))
 
 
 async def _subscriber(
@@ -236,15 +253,19 @@ class Subscribers:
 
 
 async def write_load(url: str, projects: list[str], rate: int, seconds: float) -> dict[str, float]:
-    """Update random projects at `rate` per second; return title -> commit time."""
+    """Update random projects at `rate` per second; return title -> send time."""
     committed: dict[str, float] = {}
     pool = await asyncpg.create_pool(url, min_size=8, max_size=8)
     assert pool is not None
     seq = iter(range(10**9))
 
     async def one(title: str, pid: str) -> None:
-        await pool.execute("UPDATE projects SET title = $1 WHERE project_id = $2", title, pid)
-        committed[title] = time.time()
+        async with pool.acquire() as conn:
+            # Timed just before the write is sent on its connection (not when it was
+            # queued for one: the writer's own pool is not the server's latency), and
+            # never after it returns: an event can arrive before execute() does.
+            committed[title] = time.time()
+            await conn.execute("UPDATE projects SET title = $1 WHERE project_id = $2", title, pid)
 
     tasks = []
     start = time.perf_counter()
@@ -258,6 +279,12 @@ async def write_load(url: str, projects: list[str], rate: int, seconds: float) -
     await asyncio.gather(*tasks)
     await pool.close()
     return committed
+
+
+def busy_main() -> None:
+    """A CPU-bound neighbour for the "busy" rows: one core spinning."""
+    while True:
+        pass
 
 
 async def baseline(url: str, rate: int, seconds: float) -> list[float]:
@@ -286,94 +313,154 @@ async def baseline(url: str, rate: int, seconds: float) -> list[float]:
 async def run(args: argparse.Namespace) -> None:
     base = os.environ.get("COLLAB_BENCH_DATABASE_URL")
     tmp = Path(tempfile.mkdtemp(prefix="collab-bench-"))
+    try:
+        await _run(args, base, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _run(args: argparse.Namespace, base: str | None, tmp: Path) -> None:
+    pgdata: Path | None = None
     if not base:
-        base = embedded.start(tmp / "pgdata", delete_on_exit=True)
+        pgdata = tmp / "pgdata"
+        base = embedded.start(pgdata, delete_on_exit=True)
+    print(
+        "server CPU/RSS: collab "
+        + ("and its PostgreSQL (all its processes, the writer's backends too)" if pgdata
+           else "only (PostgreSQL is external: COLLAB_BENCH_DATABASE_URL)")
+        + f"; {benchlib.load()}",
+        flush=True,
+    )  # fmt: skip
+    servers: list[tuple[str, str | None, dict[str, str]]] = [("collab", None, {})]
+    if args.base:
+        servers.append(("collab-base", args.base, {}))
+    if args.deflate_ab:
+        # The same code with permessage-deflate on (the subscribers offer it).
+        servers.append(("collab+deflate", None, {"COLLAB_WS_PER_MESSAGE_DEFLATE": "true"}))
     rows = []
     for subs in args.subs:
-        url = await setup_database(base)
-        projects = max(1, subs // 10)
-        api_keys, owned = await seed(url, projects)
-        all_projects = [p for ps in owned.values() for p in ps]
-        port = free_port()
-        server = start_server(url, port, tmp / f"data-{subs}", args.server_log)
-        proc = psutil.Process(server.pid)
-        try:
-            await wait_ready(port)
-            subscribers = Subscribers()
-            await subscribers.open(port, api_keys, owned, subs)
-            await asyncio.sleep(1)
-            for rate in args.rates:
-                await subscribers.collect()
-                cpu0 = proc.cpu_times()
-                workers = [psutil.Process(p.pid) for p in subscribers.procs]
-                wcpu0 = sum(w.cpu_times().user + w.cpu_times().system for w in workers)
-                me = psutil.Process()
-                mcpu0 = me.cpu_times().user + me.cpu_times().system
-                t0 = time.perf_counter()
-                committed = await write_load(url, all_projects, rate, args.seconds)
-                await asyncio.sleep(2)
-                wall = time.perf_counter() - t0
-                cpu1 = proc.cpu_times()
-                wcpu = sum(w.cpu_times().user + w.cpu_times().system for w in workers) - wcpu0
-                mcpu = me.cpu_times().user + me.cpu_times().system - mcpu0
-                print(
-                    f"  client CPU: subscribers {100 * wcpu / wall:.0f}%, "
-                    f"writer {100 * mcpu / wall:.0f}%, load {os.getloadavg()[0]:.1f}",
-                    flush=True,
-                )
-                received = await subscribers.collect()
-                latencies = [
-                    (t - committed[title]) * 1000
-                    for title, times in received.items()
-                    if title in committed
-                    for t in times
-                ]
-                expected = sum(1 for _ in committed) * max(1, subs // projects)
-                raw = await baseline(url, rate, min(args.seconds, 3))
-                rows.append(
-                    {
-                        "subs": subs,
-                        "rate": rate,
-                        "events": len(latencies),
-                        "expected": expected,
-                        "p50": pct(latencies, 0.5),
-                        "p99": pct(latencies, 0.99),
-                        "max": max(latencies) if latencies else float("nan"),
-                        "cpu": 100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
-                        "rss": proc.memory_info().rss / 2**20,
-                        "raw_p50": pct(raw, 0.5),
-                        "raw_p99": pct(raw, 0.99),
-                        "load": os.getloadavg()[0],
-                    }
-                )
-                print_row(rows[-1], header=len(rows) == 1)
-            await subscribers.close()
-        finally:
-            server.send_signal(signal.SIGTERM)
+        for name, src, extra in servers:
+            url = await setup_database(base)
+            projects = max(1, subs // 10)
+            api_keys, owned = await seed(url, projects)
+            all_projects = [p for ps in owned.values() for p in ps]
+            port = free_port()
+            server = start_server(
+                url, port, tmp / f"data-{name}-{subs}", args.server_log, src, extra
+            )
+            usage = benchlib.Usage([server.pid], pgdata)
             try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+                await wait_ready(port)
+                subscribers = Subscribers()
+                await subscribers.open(port, api_keys, owned, subs)
+                await asyncio.sleep(1)
+                plan = [(rate, False) for rate in args.rates]
+                plan += [(rate, True) for rate in args.busy_rates]
+                for rate, busy in plan:
+                    neighbour = None
+                    if busy:
+                        neighbour = multiprocessing.get_context("spawn").Process(
+                            target=busy_main, daemon=True
+                        )
+                        neighbour.start()
+                    try:
+                        rows.append(
+                            await measure(
+                                name, subs, projects, rate, busy, args, url, all_projects,
+                                subscribers, usage,
+                            )
+                        )  # fmt: skip
+                    finally:
+                        if neighbour is not None:
+                            neighbour.kill()
+                            neighbour.join()
+                    print_row(rows[-1], header=len(rows) == 1)
+                await subscribers.close()
+            finally:
+                server.send_signal(signal.SIGTERM)
+                try:
+                    server.wait(20)
+                except subprocess.TimeoutExpired:
+                    server.kill()
     print()
     print(
-        "| subs | writes/s | events (expected) | p50 ms | p99 ms | max ms | server CPU % "
-        "| server RSS MB | raw NOTIFY p50 / p99 ms | load avg |"
+        "| server | subs | writes/s | busy core | events (expected) | p50 ms | p99 ms | max ms "
+        "| server CPU % | server RSS MB | raw NOTIFY p50 / p99 ms | load avg |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['subs']} | {r['rate']} | {r['events']} ({r['expected']}) | {r['p50']:.1f} | "
+            f"| {r['name']} | {r['subs']} | {r['rate']} | {'yes' if r['busy'] else 'no'} "
+            f"| {r['events']} ({r['expected']}) | {r['p50']:.1f} | "
             f"{r['p99']:.1f} | {r['max']:.1f} | {r['cpu']:.0f} | {r['rss']:.0f} | "
             f"{r['raw_p50']:.2f} / {r['raw_p99']:.2f} | {r['load']:.1f} |"
         )
 
 
+async def measure(
+    name: str,
+    subs: int,
+    projects: int,
+    rate: int,
+    busy: bool,
+    args: argparse.Namespace,
+    url: str,
+    all_projects: list[str],
+    subscribers: Subscribers,
+    usage: benchlib.Usage,
+) -> dict[str, Any]:
+    await subscribers.collect()
+    cpu0 = usage.cpu()
+    workers = [psutil.Process(p.pid) for p in subscribers.procs]
+    wcpu0 = sum(w.cpu_times().user + w.cpu_times().system for w in workers)
+    mcpu0 = benchlib.own_cpu()
+    t0 = time.perf_counter()
+    sent = await write_load(url, all_projects, rate, args.seconds)
+    await asyncio.sleep(2)
+    wall = time.perf_counter() - t0
+    cpu = usage.cpu() - cpu0
+    wcpu = sum(w.cpu_times().user + w.cpu_times().system for w in workers) - wcpu0
+    mcpu = benchlib.own_cpu() - mcpu0
+    print(
+        f"  client CPU: subscribers {100 * wcpu / wall:.0f}% over {WORKERS} processes, "
+        f"writer {100 * mcpu / wall:.0f}%, {benchlib.load()}",
+        flush=True,
+    )
+    received = await subscribers.collect()
+    latencies = [
+        (t - sent[title]) * 1000
+        for title, times in received.items()
+        if title in sent
+        for t in times
+    ]
+    expected = len(sent) * max(1, subs // projects)
+    raw = await baseline(url, rate, min(args.seconds, 3))
+    return {
+        "name": name,
+        "subs": subs,
+        "rate": rate,
+        "busy": busy,
+        "events": len(latencies),
+        "expected": expected,
+        "p50": pct(latencies, 0.5),
+        "p99": pct(latencies, 0.99),
+        "max": max(latencies) if latencies else float("nan"),
+        "negative": sum(1 for x in latencies if x < 0),
+        "cpu": 100 * cpu / wall,
+        "rss": usage.rss_mb(),
+        "raw_p50": pct(raw, 0.5),
+        "raw_p99": pct(raw, 0.99),
+        "load": os.getloadavg()[0],
+    }
+
+
 def print_row(r: dict[str, Any], header: bool) -> None:
     if header:
         print(
-            f"{'subs':>6} {'w/s':>5} {'events':>8} {'p50':>7} {'p99':>7} {'max':>7} {'cpu%':>5} {'rssMB':>6} {'raw50':>6}"
+            f"{'server':>12} {'':>4} {'subs':>6} {'w/s':>5} {'events':>8} {'p50':>7} {'p99':>7} {'max':>7} {'cpu%':>5} {'rssMB':>6} {'raw50':>6}"
         )
     print(
+        f"{r['name']:>12} {'busy' if r['busy'] else '':>4} "
         f"{r['subs']:>6} {r['rate']:>5} {r['events']:>8} {r['p50']:>7.1f} {r['p99']:>7.1f} "
         f"{r['max']:>7.1f} {r['cpu']:>5.0f} {r['rss']:>6.0f} {r['raw_p50']:>6.2f}",
         flush=True,
@@ -385,8 +472,22 @@ def main() -> None:
     parser.add_argument("--subs", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--rates", type=int, nargs="+", default=[100, 500, 1000])
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--busy-rates",
+        type=int,
+        nargs="*",
+        default=[1000],
+        help="rates measured again with a CPU-bound process spinning on another core",
+    )
     parser.add_argument("--server-log", help="append the server's info log to this file")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--base", help="also run the collab package of this checkout (A/B)")
+    parser.add_argument(
+        "--deflate-ab", action="store_true", help="also run collab with permessage-deflate on"
+    )
+    args = parser.parse_args()
+    if args.base:
+        args.base = os.path.abspath(args.base)
+    benchlib.run(run(args))
 
 
 if __name__ == "__main__":

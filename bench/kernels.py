@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -282,6 +283,14 @@ async def main() -> None:
     parser.add_argument("--only-sandbox", action="store_true")
     opts = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="collab-bench-kernels-"))
+    try:
+        await _main(opts, root)
+    finally:
+        # The embedded cluster's own files go at exit (delete_on_exit); the rest here.
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _main(opts: argparse.Namespace, root: Path) -> None:
     url = await asyncio.to_thread(embedded.start, root / "pg", delete_on_exit=True)
     await migrate.migrate(url)
     cost = await sandbox_cost(url, root, opts.runs, opts.starts)

@@ -39,6 +39,7 @@ from collab.terminals.calls import component as terminals_component
 from collab.web.routes import routes as web_routes
 from collab.ws.dispatch import Api
 from collab.ws.endpoint import ws_endpoint
+from collab.ws.wire import CaptureProtocol
 
 log = logging.getLogger(__name__)
 
@@ -132,4 +133,8 @@ def create_app(settings: Settings) -> Starlette:
         # Last: the app's client routes never shadow an API path.
         *web_routes,
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestLog)])
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(CaptureProtocol), Middleware(RequestLog)],
+    )

@@ -111,6 +111,7 @@ def serve(args: argparse.Namespace) -> int:
         lifespan="on",
         # Documents may be large (the sync cap); /ws applies its own smaller limit per frame.
         ws_max_size=64 * 1024 * 1024,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
         timeout_graceful_shutdown=10,
         proxy_headers=False,
     )

@@ -134,7 +134,13 @@ async def serve(settings: Settings) -> AsyncIterator[Served]:
     """Run the real app under uvicorn on a free port inside the test's event loop."""
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, lifespan="on", ws_max_size=64 * 1024 * 1024
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        lifespan="on",
+        ws_max_size=64 * 1024 * 1024,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

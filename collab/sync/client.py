@@ -12,6 +12,7 @@ from uuid import UUID
 from starlette.websockets import WebSocket
 
 from collab.ws.outbox import CLOSE_SLOW_CONSUMER, Outbox
+from collab.ws.wire import Frame
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ class Client:
     def close_code(self) -> int | None:
         return self.outbox.close_code
 
-    def send(self, message: bytes) -> bool:
-        """Queue one binary message; never blocks. A full queue closes the client."""
+    def send(self, message: bytes | Frame) -> bool:
+        """Queue one binary message (a Frame: one framed for many clients); never blocks.
+        A full queue closes the client."""
         if self.closed.is_set():
             return False
         if self.outbox.put(message):

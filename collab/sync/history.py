@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ import asyncpg
 from pycrdt import Array, Doc, Map, Text, merge_updates
 
 from collab.sync import kinds
-from collab.sync.store import Row, locked_rows
+from collab.sync.store import Row, lock_document
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,6 @@ def versions(rows: list[Row], now: datetime, granularity: int) -> list[dict[str,
     return out
 
 
-def build(rows: list[Row] | list[bytes]) -> Doc:
-    doc: Doc = Doc()
-    for row in rows:
-        doc.apply_update(row.data if isinstance(row, Row) else row)
-    return doc
-
-
 def fingerprint(doc: Doc, kind: str) -> Any:
     """What must survive compaction: the document's content, read through its kind."""
     if kind == kinds.NOTEBOOK:
@@ -111,12 +105,23 @@ def _plan(
     rows: list[Row], kind: str, now: datetime, granularity: int
 ) -> list[tuple[list[Row], Row]]:
     """The runs to merge, each with its merged row; raises CompactionError if the new log
-    would not reload to the document the old one gives."""
+    would not reload to the document the old one gives.
+
+    Incremental: rows before the first run to merge stay as they are, so they are folded
+    into one base update (merge_updates keeps structs still waiting for a dependency,
+    which a Doc's own encoding would drop) and only the tail is replayed, twice."""
     plan: list[tuple[list[Row], Row]] = []
-    result: list[Row] = []
+    tail: list[Row] = []
+    start: int | None = None
+    at = 0
     for run in group(rows, now, granularity):
+        if len(run) > 1 and start is None:
+            start = at
+        at += len(run)
+        if start is None:
+            continue
         if len(run) == 1:
-            result.append(run[0])
+            tail.append(run[0])
             continue
         authors: list[Any] = []
         for row in run:
@@ -130,24 +135,74 @@ def _plan(
             merged=sum(r.merged for r in run),
         )
         plan.append((run, merged))
-        result.append(merged)
-    if plan and not same_document(build(rows), build(result), kind):
+        tail.append(merged)
+    if start is None:
+        return plan
+    prefix = [r.data for r in rows[:start]]
+    base = [merge_updates(*prefix)] if len(prefix) > 1 else prefix
+    before = base + [r.data for r in rows[start:]]
+    after = base + [r.data for r in tail]
+    if not same_document(build(before), build(after), kind):
         raise CompactionError("the merged log does not reload to the same document")
     return plan
 
 
+def build(rows: list[Row] | list[bytes]) -> Doc:
+    doc: Doc = Doc()
+    for row in rows:
+        doc.apply_update(row.data if isinstance(row, Row) else row)
+    return doc
+
+
 async def compact(
-    pool: asyncpg.Pool, doc_id: int, kind: str, granularity: int, now: datetime | None = None
+    pool: asyncpg.Pool,
+    doc_id: int,
+    kind: str,
+    granularity: int,
+    now: datetime | None = None,
+    executor: Executor | None = None,
 ) -> int:
-    """Merge the document's log; returns how many rows were removed. One transaction,
-    holding the document's writer lock, so no update lands in between."""
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await locked_rows(conn, doc_id)
-        when = now or datetime.now(UTC)
+    """Merge the document's log; returns how many rows were removed.
+
+    The merge and its check run on a snapshot of the log, outside any lock, in
+    `executor` (the manager's worker process: it takes no GIL from the event loop) or
+    else a thread. Only the short swap holds the document's writer lock: it checks that
+    the rows it merged are still the log's (another process may have compacted
+    meanwhile: then it does nothing), and rows appended since are left alone."""
+    rows = [
+        Row(**dict(r))
+        for r in await pool.fetch(
+            """SELECT seq, data, first_at, last_at, authors, merged FROM yjs_updates
+               WHERE doc_id = $1 ORDER BY seq""",
+            doc_id,
+        )
+    ]
+    if not rows:
+        return 0
+    when = now or datetime.now(UTC)
+    if executor is None:
         plan = await asyncio.to_thread(_plan, rows, kind, when, granularity)
-        if not plan:
+    else:
+        loop = asyncio.get_running_loop()
+        plan = await loop.run_in_executor(executor, _plan, rows, kind, when, granularity)
+    if not plan:
+        return 0
+    upto = rows[-1].seq
+    gone = [row.seq for run, _ in plan for row in run]
+    gone_set = set(gone)
+    expected = sorted(
+        [(r.seq, r.data) for r in rows if r.seq not in gone_set]
+        + [(m.seq, m.data) for _, m in plan]
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await lock_document(conn, doc_id)
+        current = await conn.fetch(
+            "SELECT seq FROM yjs_updates WHERE doc_id = $1 AND seq <= $2 ORDER BY seq",
+            doc_id,
+            upto,
+        )
+        if [r["seq"] for r in current] != [r.seq for r in rows]:
             return 0
-        gone = [row.seq for run, _ in plan for row in run]
         await conn.execute(
             "DELETE FROM yjs_updates WHERE doc_id = $1 AND seq = ANY($2::bigint[])", doc_id, gone
         )
@@ -156,14 +211,14 @@ async def compact(
                VALUES ($1, $2, $3, $4, $5, $6, $7)""",
             [(doc_id, m.seq, m.data, m.first_at, m.last_at, m.authors, m.merged) for _, m in plan],
         )
-        # Reload what is now in the table, inside the transaction: a mismatch rolls back.
+        # Reread the merged part inside the transaction: it must be, byte for byte, the
+        # log _plan verified, or everything rolls back.
         reloaded = await conn.fetch(
-            "SELECT data FROM yjs_updates WHERE doc_id = $1 ORDER BY seq", doc_id
+            "SELECT seq, data FROM yjs_updates WHERE doc_id = $1 AND seq <= $2 ORDER BY seq",
+            doc_id,
+            upto,
         )
-        ok = await asyncio.to_thread(
-            lambda: same_document(build(rows), build([r["data"] for r in reloaded]), kind)
-        )
-        if not ok:
+        if [(r["seq"], bytes(r["data"])) for r in reloaded] != expected:
             raise CompactionError("the compacted log does not reload to the same document")
         removed = len(gone) - len(plan)
     log.info(

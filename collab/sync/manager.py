@@ -7,9 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,7 @@ from uuid import UUID
 
 import asyncpg
 
+from collab.config import Settings
 from collab.db.pool import connect
 from collab.services import Services
 from collab.sync import filebase, history, kinds, mirror, paths, relocate
@@ -74,6 +79,8 @@ class RoomManager:
         )
         # Consecutive polls that found a document's file missing.
         self._missing: dict[int, int] = {}
+        self._compacting: set[int] = set()
+        self._compactor: ProcessPoolExecutor | None = None
 
     # -- public interface ------------------------------------------------------------
 
@@ -248,6 +255,8 @@ class RoomManager:
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
+        if self._compactor is not None:
+            self._compactor.shutdown(wait=False, cancel_futures=True)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -342,13 +351,32 @@ class RoomManager:
         log.info("room unloaded", extra={"event": "sync.room_unloaded", "doc_id": room.doc_id})
 
     async def compact(self, doc_id: int, kind: str) -> int:
+        if doc_id in self._compacting:
+            return 0
+        self._compacting.add(doc_id)
         try:
+            if self._compactor is None:
+                # Spawned, not forked: a fork of a process with running threads (asyncpg,
+                # to_thread) may inherit a held lock.
+                self._compactor = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                )
             return await history.compact(
-                self.services.pool, doc_id, kind, self.settings.sync_history_seconds
+                self.services.pool,
+                doc_id,
+                kind,
+                self.settings.sync_history_seconds,
+                executor=self._compactor,
             )
+        except BrokenProcessPool:
+            log.exception("compaction worker died", extra={"event": "sync.compact_error"})
+            self._compactor = None
+            return 0
         except Exception:
             log.exception("compaction failed", extra={"event": "sync.compact_error"})
             return 0
+        finally:
+            self._compacting.discard(doc_id)
 
     # -- other processes ---------------------------------------------------------------
 
@@ -612,8 +640,9 @@ class RoomManager:
                     if st is None or st == room.file_stat:
                         continue
                     await self._check_file(room)
+                now = time.monotonic()
                 for room in rooms:
-                    if room.rows_written >= self.settings.sync_compact_rows:
+                    if compaction_due(room.rows_written, now - room.last_write, self.settings):
                         room.rows_written = 0
                         self._spawn(self.compact(room.doc_id, room.kind))
             except Exception:
@@ -674,3 +703,15 @@ def _under(key: tuple[UUID, str], project_id: UUID, path: str) -> bool:
 
 def _stat_all(files: list[Path]) -> list[tuple[int, int] | None]:
     return [mirror.stat(f) for f in files]
+
+
+def compaction_due(rows_written: int, quiet_for: float, settings: Settings) -> bool:
+    """A live room is compacted once it has written `sync_compact_rows` rows and then
+    gone quiet: never while it is hot, unless its log grew past `sync_compact_max_rows`
+    (a room edited without pause for hours still gets a bounded log)."""
+    if rows_written < settings.sync_compact_rows:
+        return False
+    return (
+        quiet_for >= settings.sync_compact_quiet_ms / 1000
+        or rows_written >= settings.sync_compact_max_rows
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
@@ -25,6 +26,7 @@ from collab.sync.awareness import Limits, Presence, Reservations
 from collab.sync.client import Client
 from collab.sync.protocol import ProtocolError
 from collab.sync.store import UpdateStore
+from collab.ws.wire import Frame
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class Room:
         self.holds = 0
         self.read_seq = 0
         self.rows_written = 0
+        self.last_write = time.monotonic()  # when this process last stored an update
         # Set around a change so the observer knows who made it and whether to store it.
         self._author: UUID | None = None
         self._source: Client | None = None
@@ -100,7 +103,9 @@ class Room:
             if not self._remote and not self._client_update:
                 self.store.append(self.doc_id, update, self._author)
                 self.rows_written += 1
-            message = create_update_message(update)
+                self.last_write = time.monotonic()
+            # Framed once, written as the same bytes to every client.
+            message = Frame(create_update_message(update))
             for client in list(self.clients):
                 if client is not self._source:
                     client.send(message)
@@ -150,6 +155,7 @@ class Room:
             if update != _EMPTY_UPDATE:
                 self.store.append(self.doc_id, update, client.account_id)
                 self.rows_written += 1
+                self.last_write = time.monotonic()
         return reply
 
     def apply_as(self, author: UUID | None, change: Callable[[], None]) -> None:
@@ -194,6 +200,6 @@ class Room:
     def _broadcast_presence(self, update: bytes | None) -> None:
         if update is None:
             return
-        message = create_awareness_message(update)
+        message = Frame(create_awareness_message(update))
         for client in list(self.clients):
             client.send(message)

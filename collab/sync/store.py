@@ -248,9 +248,14 @@ class UpdateStore:
         self._closed = True
 
 
+async def lock_document(conn: asyncpg.Connection, doc_id: int) -> None:
+    """Inside a transaction: block the document's writers until it ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCK_CLASS, lock_key(doc_id))
+
+
 async def locked_rows(conn: asyncpg.Connection, doc_id: int) -> list[Row]:
     """Inside a transaction: block the document's writers, then read its whole log."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCK_CLASS, lock_key(doc_id))
+    await lock_document(conn, doc_id)
     records = await conn.fetch(
         """SELECT seq, data, first_at, last_at, authors, merged FROM yjs_updates
            WHERE doc_id = $1 ORDER BY seq""",

@@ -240,22 +240,41 @@ class Tables:
             await self._load()
 
     async def _catch_up(self, conn: asyncpg.Connection) -> None:
-        self.round_started += 1
-        this_round = self.round_started
+        """Read and dispatch rounds until one comes back empty. As soon as a round's rows
+        are in, the next read is sent, so the database numbers and returns the changes
+        that commit meanwhile while this process fans the previous ones out."""
         started = time.perf_counter()
-        while True:
-            t0 = time.perf_counter()
-            rows = await conn.fetch("SELECT * FROM table_changes_read($1, $2)", self.pos, BATCH)
-            self.stats["read_total_ms"] += (time.perf_counter() - t0) * 1000
-            for r in rows:
-                self._dispatch(self._change(r))
-            self.stats["changes"] += len(rows)
-            if len(rows) < BATCH:
-                break
+        pending = asyncio.ensure_future(self._read(conn, self.pos))
+        try:
+            while True:
+                this_round, rows = await pending
+                if not rows:
+                    break
+                pending = asyncio.ensure_future(self._read(conn, rows[-1]["pos"]))
+                # Let the read go out before the (synchronous) fan-out takes the loop.
+                await asyncio.sleep(0)
+                for r in rows:
+                    self._dispatch(self._change(r))
+                self.stats["changes"] += len(rows)
+                self._round_done(this_round)
+        finally:
+            if not pending.done():
+                pending.cancel()
+        self._round_done(this_round)
         took = (time.perf_counter() - started) * 1000
         self.stats["rounds"] += 1
         self.stats["round_total_ms"] += took
         self.stats["round_max_ms"] = max(self.stats["round_max_ms"], took)
+
+    async def _read(self, conn: asyncpg.Connection, after: int) -> tuple[int, list[Any]]:
+        self.round_started += 1
+        this_round = self.round_started
+        t0 = time.perf_counter()
+        rows = await conn.fetch("SELECT * FROM table_changes_read($1, $2)", after, BATCH)
+        self.stats["read_total_ms"] += (time.perf_counter() - t0) * 1000
+        return this_round, list(rows)
+
+    def _round_done(self, this_round: int) -> None:
         for feed in list(self._snapshot_feeds):
             # Every change of a transaction visible in the feed's snapshot has been
             # numbered by a round that started after the snapshot was taken.

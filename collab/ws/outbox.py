@@ -9,6 +9,10 @@ import asyncio
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from collab.ws.wire import Frame, RawSocket, frame_of
+
+Message = str | bytes | Frame
+
 CLOSE_SLOW_CONSUMER = 4008
 # How long the close frame may wait behind a client that does not read.
 CLOSE_TIMEOUT = 30.0
@@ -17,7 +21,7 @@ CLOSE_TIMEOUT = 30.0
 class Outbox:
     def __init__(self, websocket: WebSocket, size: int) -> None:
         self._websocket = websocket
-        self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(size)
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(size)
         self.closed = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
@@ -25,7 +29,7 @@ class Outbox:
         self._abandoned = False
         self._writer: asyncio.Task[None] | None = None
 
-    def put(self, message: str | bytes) -> bool:
+    def put(self, message: Message) -> bool:
         """Queue a message; False when closed or when the queue is full."""
         if self.closed.is_set():
             return False
@@ -66,6 +70,38 @@ class Outbox:
             except asyncio.QueueFull:
                 self._queue.get_nowait()
 
+    async def _send_each(self) -> None:
+        send_text, send_bytes = self._websocket.send_text, self._websocket.send_bytes
+        while True:
+            message = await self._queue.get()
+            if message is None:
+                return
+            if isinstance(message, Frame):
+                await send_bytes(message.payload)
+            elif isinstance(message, bytes):
+                await send_bytes(message)
+            else:
+                await send_text(message)
+
+    async def _write_batches(self, raw: RawSocket) -> None:
+        """Everything queued when the writer wakes goes out in one transport write."""
+        queue = self._queue
+        while True:
+            message = await queue.get()
+            if message is None:
+                return
+            frames = [frame_of(message)]
+            end = False
+            while not queue.empty():
+                more = queue.get_nowait()
+                if more is None:
+                    end = True
+                    break
+                frames.append(frame_of(more))
+            await raw.write(frames)
+            if end:
+                return
+
     def client_gone(self, code: int) -> None:
         """The client went away: nothing more can be sent, no close frame is due."""
         self._client_gone = True
@@ -76,16 +112,12 @@ class Outbox:
         return self._writer
 
     async def _run(self) -> None:
-        send_text, send_bytes = self._websocket.send_text, self._websocket.send_bytes
+        raw = RawSocket.of(self._websocket)
         try:
-            while True:
-                message = await self._queue.get()
-                if message is None:
-                    break
-                if isinstance(message, bytes):
-                    await send_bytes(message)
-                else:
-                    await send_text(message)
+            if raw is None:
+                await self._send_each()
+            else:
+                await self._write_batches(raw)
         except asyncio.CancelledError:
             if not self._abandoned:
                 raise

@@ -70,6 +70,9 @@ async def test_serve_with_embedded_postgres_signs_up_and_shuts_down_gracefully(t
         ) as ws:
             await ws.send('{"id": 1, "call": "ping"}')
             assert await ws.recv() == '{"id": 1, "result": "pong"}'
+            # The client offered permessage-deflate; `collab serve` declines it by default.
+            assert ws.response is not None
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(ws.wait_closed(), 20)
             assert ws.close_code == 1012

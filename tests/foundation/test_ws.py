@@ -172,3 +172,15 @@ async def test_a_client_that_stops_reading_is_disconnected_with_4008(tmp_path, d
                     received += 1
             assert ws.conn.close_code == 4008
             assert received < 200
+
+
+async def test_permessage_deflate_is_negotiated_only_when_the_setting_is_on(settings, tmp_path):
+    from tests.conftest import make_user, serve
+
+    for on in (False, True):
+        async with serve(settings.replace(ws_per_message_deflate=on)) as served:
+            user = await make_user(served)
+            async with ws_connect(served, user.key) as ws:
+                assert (await ws.call("ping", {}))["result"] == "pong"
+                offered = ws.conn.response.headers.get("Sec-WebSocket-Extensions", "")
+                assert ("permessage-deflate" in offered) is on

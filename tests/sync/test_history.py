@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from jupyter_ydoc import YNotebook
 from pycrdt import Doc, Text
 
+from collab.config import Settings
 from collab.sync import history, kinds
+from collab.sync.manager import compaction_due
 from collab.sync.store import Row
 from tests.conftest import make_user, ws_connect
 from tests.sync.yclient import connect, until
@@ -168,6 +170,102 @@ async def test_compacted_notebook_keeps_cells(server, user, project):
     for r in await _rows(pool):
         doc.apply_update(r["data"])
     assert YNotebook(doc).get() == expected
+
+
+async def _write_text(server, project, user, path: str, n: int) -> str:
+    async with connect(server, project, path, user.key) as a:
+        await asyncio.wait_for(a.synced.wait(), 10)
+        for i in range(n):
+            a.text.insert(len(str(a.text)), f"{i} ")
+        await a.wait_acked()
+        return str(a.text)
+
+
+async def test_rows_written_while_compaction_plans_are_kept(server, user, project, monkeypatch):
+    """The merge is planned outside the writer lock: an update stored meanwhile is
+    neither merged nor lost."""
+    pool = server.services.pool
+    live = await _write_text(server, project, user, "busy.txt", 30)
+    doc_id = await pool.fetchval("SELECT doc_id FROM yjs_documents")
+    loop = asyncio.get_running_loop()
+    extra = history.build([r["data"] for r in await _rows(pool)])
+    before = extra.get_state()
+    extra.get("source", type=Text).insert(0, "late ")
+    late = extra.get_update(before)
+    plan = history._plan
+
+    def plan_while_writing(*args):
+        # Runs in the compaction thread; the write commits before the swap.
+        asyncio.run_coroutine_threadsafe(
+            pool.execute(
+                "INSERT INTO yjs_updates (doc_id, data, origin) VALUES ($1, $2, 'other')",
+                doc_id,
+                late,
+            ),
+            loop,
+        ).result(20)
+        return plan(*args)
+
+    monkeypatch.setattr(history, "_plan", plan_while_writing)
+    assert await history.compact(pool, doc_id, "text", 3600) > 0
+    rows = await _rows(pool)
+    assert rows[-1]["data"] == late
+    assert _text_of(rows) == "late " + live
+
+
+async def test_incremental_compaction_leaves_the_merged_prefix_alone(server, user, project):
+    """A second compaction merges only what came after the first: the rows it merged
+    before keep their seq and bytes, and the content is whole."""
+    pool = server.services.pool
+    await _write_text(server, project, user, "grow.txt", 40)
+    doc_id = await pool.fetchval("SELECT doc_id FROM yjs_documents")
+    old = datetime.now(UTC) - timedelta(days=2)
+    await pool.execute("UPDATE yjs_updates SET first_at = $1, last_at = $1", old)
+    assert await history.compact(pool, doc_id, "text", 5) > 0
+    first = await _rows(pool)
+    assert len(first) == 1
+    live = await _write_text(server, project, user, "grow.txt", 40)
+    assert await history.compact(pool, doc_id, "text", 3600) > 0
+    second = await _rows(pool)
+    assert second[0]["seq"] == first[0]["seq"] and second[0]["data"] == first[0]["data"]
+    assert len(second) == 2
+    assert _text_of(second) == live
+
+
+async def test_incremental_compaction_still_catches_a_bad_merge(server, user, project, monkeypatch):
+    pool = server.services.pool
+    await _write_text(server, project, user, "check.txt", 20)
+    doc_id = await pool.fetchval("SELECT doc_id FROM yjs_documents")
+    old = datetime.now(UTC) - timedelta(days=2)
+    await pool.execute("UPDATE yjs_updates SET first_at = $1, last_at = $1", old)
+    assert await history.compact(pool, doc_id, "text", 5) > 0
+    await _write_text(server, project, user, "check.txt", 20)
+    before = await _rows(pool)
+    # Only the new rows are merged (the prefix is one row): a merge that drops content
+    # there must still roll everything back.
+    monkeypatch.setattr(history, "merge_updates", lambda *updates: updates[0])
+    with pytest.raises(history.CompactionError):
+        await history.compact(pool, doc_id, "text", 3600)
+    assert await _rows(pool) == before
+
+
+async def test_manager_compacts_in_its_worker_process(server, user, project):
+    pool = server.services.pool
+    live = await _write_text(server, project, user, "worker.txt", 50)
+    doc_id = await pool.fetchval("SELECT doc_id FROM yjs_documents")
+    rooms = server.services.extra["rooms"]
+    assert await rooms.compact(doc_id, "text") > 0
+    assert rooms._compactor is not None  # the merge ran in the spawned worker
+    rows = await _rows(pool)
+    assert len(rows) < 50 and _text_of(rows) == live
+
+
+def test_a_hot_room_is_compacted_only_when_quiet_or_past_the_cap():
+    s = Settings(sync_compact_rows=1000, sync_compact_quiet_ms=10000, sync_compact_max_rows=20000)
+    assert not compaction_due(999, 3600, s)
+    assert not compaction_due(5000, 0.5, s)  # hot: still being written
+    assert compaction_due(5000, 10.0, s)  # quiet now
+    assert compaction_due(20000, 0.0, s)  # hot for too long: the log stays bounded
 
 
 def _row(seq: int, data: bytes, when: datetime) -> Row:

@@ -84,3 +84,27 @@ async def test_slow_client_is_disconnected_without_stalling_others(settings, tmp
             # Its handler is gone too, so it no longer holds the room open.
             await until(lambda: room.holds == 2, timeout=20)
         slow.transport.abort()
+
+
+async def test_updates_broadcast_in_one_tick_reach_every_client(server, user, project):
+    """Many changes made in one tick are framed once each and written to every client's
+    transport in batches: every client ends with all of them."""
+    from pycrdt import Text
+
+    from collab.ws.wire import RawSocket
+
+    async with (
+        connect(server, project, "batch.txt", user.key) as a,
+        connect(server, project, "batch.txt", user.key) as b,
+    ):
+        await asyncio.wait_for(a.synced.wait(), 10)
+        await asyncio.wait_for(b.synced.wait(), 10)
+        room = server.services.extra["rooms"].rooms[(project, "batch.txt")]
+        # The default uvicorn protocol: the outbox writes frames to the transport.
+        assert all(RawSocket.of(c.websocket) is not None for c in room.clients)
+        text = room.doc.get("source", type=Text)
+        for i in range(300):
+            with room.doc.transaction():
+                text.insert(len(text), f"{i},")
+        expected = "".join(f"{i}," for i in range(300))
+        await until(lambda: str(a.text) == expected and str(b.text) == expected)

@@ -292,3 +292,25 @@ async def test_slow_consumer_is_closed_with_4008_and_resumes_from_its_cursor(set
             assert resumed["result"] == {"resumed": True}
             got = [await feed.next() for _ in pids]
             assert [e["new_val"]["project_id"] for e in got] == pids
+
+
+async def test_a_burst_over_many_read_rounds_arrives_whole_and_in_order(server, user, monkeypatch):
+    """The listener sends its next read while it fans out the last one: with rounds of
+    three rows, a burst of 40 updates still reaches the feed once each, in commit order."""
+    from collab.tables import engine
+
+    monkeypatch.setattr(engine, "BATCH", 3)
+    async with ws_connect(server, user.key) as ws, ws_connect(server, user.key) as writer:
+        pid = await create_project(writer, "t0")
+        feed = FeedReader(ws)
+        await feed.subscribe({"projects": [{"project_id": pid, "title": None}]})
+        conn = await db(server)
+        try:
+            for i in range(1, 41):
+                await conn.execute(
+                    "UPDATE projects SET title = $1 WHERE project_id = $2", f"t{i}", pid
+                )
+        finally:
+            await conn.close()
+        titles = [(await feed.next())["new_val"]["title"] for _ in range(40)]
+        assert titles == [f"t{i}" for i in range(1, 41)]
