@@ -70,11 +70,15 @@ async def main(seconds: float, pids: int) -> None:
         refused_before = _refused_forks(cgroup)
         during = await _probe(server, seconds)
         refused = _refused_forks(cgroup) - refused_before
+        live = int((cgroup / "pids.current").read_text())
         async with term_client(server, user.key) as term:
             await term.call("terminal.kill", {"project_id": str(bomb), "path": "t.term"})
     load = os.getloadavg()
     print(f"machine load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cores")
-    print(f"fork bomb held at {pids} processes; {refused} forks refused while probing")
+    print(
+        f"fork bomb limit {pids} processes: {refused_before} forks refused before probing, "
+        f"{refused} while probing, {live} processes at the end"
+    )
     print("| /healthz | probes | p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|")
     print(_row("quiet (baseline)", quiet))
