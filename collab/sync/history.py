@@ -36,13 +36,22 @@ def _width(age: float, granularity: int) -> float | None:
 
 
 def group(rows: list[Row], now: datetime, granularity: int) -> list[list[Row]]:
-    """Consecutive rows that fall in one time bucket form one version."""
+    """Consecutive rows that fall in one time bucket form one version.
+
+    The log's first row (the document as first loaded, usually from its file) is a
+    version of its own for the hour of fine-grained history: edits made in the same
+    bucket as the load must not hide the state before them."""
     groups: list[list[Row]] = []
     last_key: Any = object()
-    for row in rows:
+    for at, row in enumerate(rows):
         age = (now - row.last_at).total_seconds()
         width = _width(age, granularity)
-        key = ("old",) if width is None else (width, int(row.last_at.timestamp() // width))
+        if width is None:
+            key: Any = ("old",)
+        elif at == 0 and age < 3600:
+            key = ("first",)
+        else:
+            key = (width, int(row.last_at.timestamp() // width))
         if groups and key == last_key:
             groups[-1].append(row)
         else:

@@ -314,3 +314,14 @@ def test_merge_plan_never_changes_the_document(edits):
     )
     full = history.build(rows)
     assert history.same_document(full, history.build(result), kinds.TEXT)
+
+
+def test_the_first_row_is_a_version_of_its_own_for_an_hour():
+    """The document as loaded from its file stays a restore point even when edits follow
+    within the same bucket; after an hour it coarsens like the rest."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(seconds=now.timestamp() % 5) - timedelta(seconds=10)
+    rows = [_row(i, b"", start + timedelta(milliseconds=100 * i)) for i in range(1, 4)]
+    assert [[r.seq for r in run] for run in history.group(rows, now, 5)] == [[1], [2, 3]]
+    later = now + timedelta(hours=2)
+    assert [[r.seq for r in run] for run in history.group(rows, later, 5)] == [[1, 2, 3]]
