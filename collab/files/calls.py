@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from collab.errors import ApiError
-from collab.files import listing, watcher
+from collab.files import fsops, listing, watcher
 from collab.files.paths import checked, inside, project_root
 from collab.kernels.access import project_id_arg
 from collab.projects import store
@@ -62,14 +60,8 @@ async def files_create(conn: Connection, args: dict[str, Any]) -> dict[str, Any]
     project_id, root = await member_root(conn, args)
     path = checked(args.get("path"))
 
-    def create() -> None:
-        target = inside(root, path, follow=False)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.close(fd)
-
     try:
-        await asyncio.to_thread(create)
+        await asyncio.to_thread(lambda: fsops.create(root, inside(root, path, follow=False)))
     except OSError as err:
         raise _os_error(err) from None
     await _refresh_chain(conn, project_id, root, path)
@@ -81,7 +73,7 @@ async def files_mkdir(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
     project_id, root = await member_root(conn, args)
     path = checked(args.get("path"))
     try:
-        await asyncio.to_thread(lambda: inside(root, path, follow=False).mkdir(parents=True))
+        await asyncio.to_thread(lambda: fsops.mkdir(root, inside(root, path, follow=False)))
     except OSError as err:
         raise _os_error(err) from None
     await _refresh_chain(conn, project_id, root, path)
@@ -97,15 +89,7 @@ async def files_move(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         raise ApiError("bad_path", "a folder cannot move into itself")
 
     def move() -> None:
-        source = inside(root, path, follow=False)
-        target = inside(root, to, follow=False)
-        if not source.exists() and not source.is_symlink():
-            raise FileNotFoundError(errno.ENOENT, "no such file")
-        if target.exists() or target.is_symlink():
-            raise FileExistsError(errno.EEXIST, "exists")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # rename(2): atomic, and a symlink moves as itself.
-        os.rename(source, target)
+        fsops.move(root, inside(root, path, follow=False), inside(root, to, follow=False))
 
     try:
         async with _documents(conn, project_id, path, to):
@@ -122,16 +106,9 @@ async def files_delete(conn: Connection, args: dict[str, Any]) -> dict[str, Any]
     project_id, root = await member_root(conn, args)
     path = checked(args.get("path"))
 
-    def delete() -> None:
-        target = inside(root, path, follow=False)
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
-            target.unlink()
-
     try:
         async with _documents(conn, project_id, path, None):
-            await asyncio.to_thread(delete)
+            await asyncio.to_thread(lambda: fsops.delete(root, inside(root, path, follow=False)))
     except OSError as err:
         raise _os_error(err) from None
     await listing.refresh(conn.services.pool, project_id, root, path)

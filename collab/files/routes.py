@@ -8,16 +8,18 @@ import mimetypes
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from collab.auth.identity import identify, origin_allowed
 from collab.errors import ApiError
-from collab.files import listing
+from collab.files import fsops, listing
 from collab.files.paths import checked, inside, project_root
 from collab.http import api, services
 from collab.projects import store
@@ -54,19 +56,38 @@ def _content_type(path: str) -> str:
     return kind
 
 
-def _existing_file(full: Path) -> None:
-    if not full.is_file():
-        raise ApiError("not_found", "no such file", status=404)
+class _OpenFileResponse(FileResponse):
+    """Serves a file the route already opened safely (fsops.open_regular) through its
+    descriptor's /proc name: what is sent is that file, whatever the path leads to by
+    the time the body is read. The descriptor is closed when the response ends."""
+
+    def __init__(self, fd: int, **kwargs: Any) -> None:
+        self.fd = fd
+        super().__init__(f"/proc/self/fd/{fd}", stat_result=os.fstat(fd), **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Never hand the server a path to open after this response returns.
+        extensions = {
+            k: v for k, v in scope.get("extensions", {}).items() if k != "http.response.pathsend"
+        }
+        try:
+            await super().__call__({**scope, "extensions": extensions}, receive, send)
+        finally:
+            os.close(self.fd)
+
+
+async def _open_member_file(request: Request) -> tuple[str, int]:
+    _, root, path, full = await _member_file(request)
+    return path, await asyncio.to_thread(fsops.open_regular, root, full)
 
 
 @api
 async def download(request: Request) -> Response:
-    _, _, path, full = await _member_file(request)
-    await asyncio.to_thread(_existing_file, full)
+    path, fd = await _open_member_file(request)
     name = path.rsplit("/", 1)[-1]
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-    return FileResponse(
-        full,
+    return _OpenFileResponse(
+        fd,
         media_type=_content_type(name),
         headers={
             "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}",
@@ -78,9 +99,8 @@ async def download(request: Request) -> Response:
 
 @api
 async def raw(request: Request) -> Response:
-    _, _, path, full = await _member_file(request)
-    await asyncio.to_thread(_existing_file, full)
-    return FileResponse(full, media_type=_content_type(path), headers=raw_headers())
+    path, fd = await _open_member_file(request)
+    return _OpenFileResponse(fd, media_type=_content_type(path), headers=raw_headers())
 
 
 @api
@@ -92,35 +112,25 @@ async def upload(request: Request) -> Response:
         raise ApiError("too_large", f"an upload is at most {limit} bytes", status=413)
     project_id, root, path, _ = await _member_file(request, follow=False)
     target = await asyncio.to_thread(inside, root, path)
-    if await asyncio.to_thread(target.is_dir):
-        raise ApiError("bad_path", "the path is a folder")
-    await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
     # Written beside the target and renamed over it: a reader sees the old file or the
     # whole new one, never a part; a failed or oversized upload leaves nothing behind.
-    temp = target.parent / f"{UPLOAD_PREFIX}{secrets.token_hex(8)}"
-    fd = await asyncio.to_thread(os.open, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    temp = f"{UPLOAD_PREFIX}{secrets.token_hex(8)}"
+    try:
+        out = await asyncio.to_thread(fsops.Upload, root, target, temp)
+    except OSError as err:
+        raise ApiError("bad_path", "a file is in the way of that path") from err
     size = 0
     try:
-        with os.fdopen(fd, "wb") as fh:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError("too_large", f"an upload is at most {limit} bytes", status=413)
-                await asyncio.to_thread(fh.write, chunk)
-            await asyncio.to_thread(fh.flush)
-            await asyncio.to_thread(os.fsync, fh.fileno())
-        await asyncio.to_thread(os.replace, temp, target)
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError("too_large", f"an upload is at most {limit} bytes", status=413)
+            await asyncio.to_thread(out.write, chunk)
+        await asyncio.to_thread(out.commit)
     finally:
-        await asyncio.to_thread(_unlink_quietly, temp)
+        await asyncio.to_thread(out.close)
     await listing.refresh(svc.pool, project_id, root, path)
     return JSONResponse({"path": path, "size": size}, status_code=201)
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 routes: list[BaseRoute] = [
