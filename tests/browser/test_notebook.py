@@ -16,11 +16,16 @@ from tests.browser.conftest import eventually, page_for, shoot
 from tests.browser.test_editor import shared_project
 from tests.browser.test_files import project_file
 from tests.conftest import Served, User, make_user
+from tests.sync.yclient import connect
 
 
 def notebook(*cells: tuple[str, str]) -> str:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     for kind, source in cells:
         make = {
             "code": nbformat.v4.new_code_cell,
@@ -37,7 +42,13 @@ async def two_people(
     ada = await make_user(server, "ada@example.com", "Ada Lovelace")
     grace = await make_user(server, "grace@example.com", "Grace Hopper")
     pid = await shared_project(server, ada.key, grace.account_id, files)
-    return ada, grace, pid, await page_for(browser, server, ada), await page_for(browser, server, grace)
+    return (
+        ada,
+        grace,
+        pid,
+        await page_for(browser, server, ada),
+        await page_for(browser, server, grace),
+    )
 
 
 async def open_notebook(page: Page, pid: str, path: str) -> None:
@@ -92,12 +103,257 @@ async def test_two_people_edit_a_cell_and_both_see_its_output(
     for page in (a, g):
         await expect(cell(page, 0).locator(".output")).to_have_text("42", timeout=60000)
         await expect(cell(page, 0).locator(".cell-prompt")).to_have_text("[1]")
-        await expect(page.get_by_test_id("kernel-status")).to_have_attribute(
-            "data-status", "idle"
-        )
+        await expect(page.get_by_test_id("kernel-status")).to_have_attribute("data-status", "idle")
     # Shift-Enter on the last cell adds one below, in edit mode.
     await expect(a.locator(".nb-cells .cell")).to_have_count(2)
     await expect(g.locator(".nb-cells .cell")).to_have_count(2)
     await shoot(g, "notebook")
+
+    # The file on disk is a valid notebook holding what both browsers show.
+    target = project_file(server, pid, "nb.ipynb")
+
+    async def saved() -> Any:
+        try:
+            nb = nbformat.reads(await asyncio.to_thread(target.read_text), as_version=4)
+        except (OSError, ValueError):
+            return None
+        cells = nb.cells
+        if len(cells) == 2 and cells[0].get("outputs") and cells[0].execution_count == 1:
+            return nb
+        return None
+
+    await eventually(saved, timeout=30, what="the executed notebook on disk")
+    nb = await saved()
+    nbformat.validate(nb)
+    assert [c.source for c in nb.cells] == ["print(6*7)", ""]
+    assert nb.cells[0].outputs[0]["text"] == "42\n"
+    for page in (a, g):
+        await shows_source(page, 0, nb.cells[0].source)
+        await expect(cell(page, 0).locator(".output")).to_have_text(
+            nb.cells[0].outputs[0]["text"].strip()
+        )
     await shut_kernel(server, pid, "nb.ipynb")
     assert a.errors == [] and g.errors == []  # type: ignore[attr-defined]
+
+
+async def doc_cells(server: Served, pid: str, path: str, key: str) -> list[tuple[str, str]]:
+    """The notebook as the server's document holds it: (type, source) per cell."""
+    from uuid import UUID
+
+    from jupyter_ydoc import YNotebook
+
+    async with connect(server, UUID(pid), path, key) as client:
+        await asyncio.wait_for(client.synced.wait(), 15)
+        cells = YNotebook(client.doc).get()["cells"]
+    return [(c["cell_type"], c["source"]) for c in cells]
+
+
+async def document_is(
+    server: Served, pid: str, path: str, key: str, expected: list[tuple[str, str]]
+) -> None:
+    last: list[Any] = []
+
+    async def check() -> bool:
+        last[:] = await doc_cells(server, pid, path, key)
+        return last == expected
+
+    try:
+        await eventually(check, timeout=20, what=f"the document to be {expected}")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; it is {last}") from None
+
+
+async def test_run_all_stops_at_an_error_interrupt_and_input_from_another_person(
+    server: Served, browser: Browser
+) -> None:
+    nb = notebook(
+        ("code", "x = 1"),
+        ("code", "print('two')"),
+        ("code", "def fail():\n    return 1 / 0\nfail()"),
+        ("code", "print('four')"),
+        ("code", "print('five')"),
+        ("code", "while True:\n    pass"),
+        ("code", "name = input('Name? ')\nprint('hello', name)"),
+        ("code", "import getpass\nsecret = getpass.getpass('Secret? ')\nprint(len(secret))"),
+    )
+    _, _, pid, a, g = await two_people(server, browser, {"run.ipynb": nb})
+    await open_notebook(a, pid, "run.ipynb")
+    await open_notebook(g, pid, "run.ipynb")
+    await a.locator(".menu summary", has_text="Run all").click()
+    await a.get_by_role("menuitem", name="Run all", exact=True).click()
+    await expect(cell(a, 2).locator(".out-error")).to_contain_text(
+        "ZeroDivisionError", timeout=60000
+    )
+    for page in (a, g):
+        await expect(cell(page, 1).locator(".output")).to_have_text("two")
+        await expect(cell(page, 3)).to_have_attribute("data-state", "not_run")
+        await expect(cell(page, 4)).to_have_attribute("data-state", "not_run")
+        await expect(cell(page, 3).locator(".cell-status")).to_have_text("not run")
+        await expect(cell(page, 3).locator(".output")).to_have_count(0)
+    # The traceback keeps the kernel's colours.
+    await expect(cell(g, 2).locator(".out-error span[style*='color']").first).to_be_visible()
+    await cell(g, 2).scroll_into_view_if_needed()
+    await shoot(g, "notebook-traceback")
+
+    # An endless loop, stopped with I, I.
+    await cell(a, 5).locator(".cell-gutter").click()
+    await a.keyboard.press("Control+Enter")
+    await expect(cell(g, 5)).to_have_attribute("data-state", "running")
+    await expect(cell(g, 5).locator(".cell-status")).to_contain_text("running")
+    await a.keyboard.press("i")
+    await a.keyboard.press("i")
+    await expect(cell(g, 5).locator(".out-error")).to_contain_text("KeyboardInterrupt")
+    await expect(cell(a, 5)).to_have_attribute("data-state", "idle")
+
+    # Ada runs input(); Grace answers it.
+    await cell(a, 6).locator(".cell-gutter").click()
+    await a.keyboard.press("Control+Enter")
+    field = g.get_by_role("textbox", name="Name?")
+    await expect(field).to_have_attribute("type", "text")
+    await field.fill("Grace")
+    await field.press("Enter")
+    for page in (a, g):
+        await expect(cell(page, 6).locator(".output")).to_contain_text("hello Grace")
+        await expect(cell(page, 6).locator(".cell-stdin input")).to_have_count(0)
+
+    # A password prompt is masked, and its answer is never shown.
+    await cell(a, 7).locator(".cell-gutter").click()
+    await a.keyboard.press("Control+Enter")
+    secret = g.get_by_label("Secret?")
+    await expect(secret).to_have_attribute("type", "password")
+    await secret.fill("hunter22")
+    await secret.press("Enter")
+    await expect(cell(a, 7).locator(".output")).to_contain_text("8")
+    await expect(a.locator(".nb-cells")).not_to_contain_text("hunter22")
+    await shut_kernel(server, pid, "run.ipynb")
+    assert a.errors == [] and g.errors == []  # type: ignore[attr-defined]
+
+
+async def test_command_mode_shortcuts_change_the_document(server: Served, browser: Browser) -> None:
+    ada = await make_user(server, "ada@example.com", "Ada Lovelace")
+    grace = await make_user(server, "grace@example.com", "Grace Hopper")
+    path = "keys.ipynb"
+    pid = await shared_project(
+        server,
+        ada.key,
+        grace.account_id,
+        {path: notebook(("code", "a = 1"), ("code", "b = 2"), ("code", "c = 3"))},
+    )
+    page = await page_for(browser, server, ada)
+    await open_notebook(page, pid, path)
+    keys = page.keyboard
+
+    async def doc(expected: list[tuple[str, str]]) -> None:
+        await document_is(server, pid, path, ada.key, expected)
+
+    await expect(cell(page, 0)).to_have_class("cell active")
+    await keys.press("b")  # insert below
+    await doc([("code", "a = 1"), ("code", ""), ("code", "b = 2"), ("code", "c = 3")])
+    await keys.press("a")  # insert above
+    await doc([("code", "a = 1"), ("code", ""), ("code", ""), ("code", "b = 2"), ("code", "c = 3")])
+    await keys.press("d")
+    await keys.press("d")  # delete
+    await keys.press("d")
+    await keys.press("d")
+    await doc([("code", "a = 1"), ("code", "b = 2"), ("code", "c = 3")])
+    await keys.press("z")  # undo the last deletion
+    await doc([("code", "a = 1"), ("code", ""), ("code", "b = 2"), ("code", "c = 3")])
+    await keys.press("d")
+    await keys.press("d")
+    await doc([("code", "a = 1"), ("code", "b = 2"), ("code", "c = 3")])
+
+    # Moving: arrows and J / K; the type keys act on the active cell.
+    await keys.press("k")
+    await keys.press("k")  # at the top: stays
+    await keys.press("m")
+    await doc([("markdown", "a = 1"), ("code", "b = 2"), ("code", "c = 3")])
+    await keys.press("j")
+    await keys.press("r")
+    await doc([("markdown", "a = 1"), ("raw", "b = 2"), ("code", "c = 3")])
+    await keys.press("ArrowUp")
+    await keys.press("y")
+    await doc([("code", "a = 1"), ("raw", "b = 2"), ("code", "c = 3")])
+    await keys.press("ArrowDown")
+    await keys.press("y")
+    await doc([("code", "a = 1"), ("code", "b = 2"), ("code", "c = 3")])
+
+    # Shift-arrows extend the selection; copy, paste below; cut.
+    await keys.press("ArrowUp")
+    await keys.press("Shift+ArrowDown")
+    await expect(page.locator(".cell.selected")).to_have_count(2)
+    await keys.press("m")
+    await doc([("markdown", "a = 1"), ("markdown", "b = 2"), ("code", "c = 3")])
+    await keys.press("y")
+    await keys.press("c")
+    await keys.press("ArrowDown")
+    await keys.press("ArrowDown")
+    await keys.press("v")
+    await doc(
+        [
+            ("code", "a = 1"),
+            ("code", "b = 2"),
+            ("code", "c = 3"),
+            ("code", "a = 1"),
+            ("code", "b = 2"),
+        ]
+    )
+    await keys.press("Shift+ArrowUp")
+    await keys.press("x")
+    await doc([("code", "a = 1"), ("code", "b = 2"), ("code", "c = 3")])
+    await keys.press("Shift+v")  # paste above
+    await doc(
+        [
+            ("code", "a = 1"),
+            ("code", "b = 2"),
+            ("code", "a = 1"),
+            ("code", "b = 2"),
+            ("code", "c = 3"),
+        ]
+    )
+    await keys.press("d")
+    await keys.press("d")
+    await keys.press("k")
+    await keys.press("d")
+    await keys.press("d")
+    await doc([("code", "a = 1"), ("code", "b = 2"), ("code", "c = 3")])
+
+    # Enter edits the active cell; Esc goes back to command mode, where keys are commands.
+    await keys.press("Enter")
+    await expect(page.locator(".nb-cells")).to_have_attribute("data-mode", "edit")
+    await keys.press("End")
+    await keys.type("0")
+    await keys.press("Escape")
+    await expect(page.locator(".nb-cells")).to_have_attribute("data-mode", "command")
+    await keys.press("b")
+    await doc([("code", "a = 1"), ("code", "b = 2"), ("code", "c = 30"), ("code", "")])
+    await keys.press("d")
+    await keys.press("d")
+
+    # Shift-Enter runs and selects the next; Ctrl-Enter runs in place; Alt-Enter inserts.
+    await keys.press("k")
+    await keys.press("k")
+    await keys.press("Shift+Enter")
+    await expect(cell(page, 0).locator(".cell-prompt")).to_have_text("[1]", timeout=60000)
+    await expect(cell(page, 1)).to_have_class("cell active")
+    await keys.press("Control+Enter")
+    await expect(cell(page, 1).locator(".cell-prompt")).to_have_text("[2]")
+    await expect(cell(page, 1)).to_have_class("cell active")
+    await keys.press("Alt+Enter")
+    await expect(cell(page, 1).locator(".cell-prompt")).to_have_text("[3]")
+    await expect(page.locator(".nb-cells")).to_have_attribute("data-mode", "edit")
+    await keys.type("print(a + b)")
+    await keys.press("Shift+Enter")
+    await expect(cell(page, 2).locator(".output")).to_have_text("3")
+    await doc([("code", "a = 1"), ("code", "b = 2"), ("code", "print(a + b)"), ("code", "c = 30")])
+
+    # 0, 0 restarts (after a confirmation): the namespace is gone.
+    await keys.press("Escape")
+    await keys.press("0")
+    await keys.press("0")
+    await page.get_by_role("button", name="Restart", exact=True).click()
+    await expect(page.get_by_test_id("kernel-status")).to_have_attribute("data-status", "idle")
+    await cell(page, 2).locator(".cell-gutter").click()
+    await keys.press("Control+Enter")
+    await expect(cell(page, 2).locator(".out-error")).to_contain_text("NameError")
+    await shut_kernel(server, pid, path)
+    assert page.errors == []  # type: ignore[attr-defined]

@@ -145,13 +145,14 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
 
   const applyDelta = (delta: { insert?: ISharedCell[]; delete?: number; retain?: number }[]) => {
     let index = 0;
+    let lost = -1;
     for (const d of delta) {
       if (d.retain) index += d.retain;
       else if (d.delete) {
         for (const v of views.splice(index, d.delete)) {
           observer.unobserve(v.el);
           v.destroy();
-          if (v === active) active = null;
+          if (v === active) { active = null; lost = index; }
           if (v === anchor) anchor = null;
         }
       } else if (d.insert) {
@@ -163,7 +164,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       }
     }
     empty.hidden = views.length > 0 || !shared.provider.synced;
-    if (!active && views.length) select(views[Math.min(views.length - 1, Math.max(0, index - 1))]!, false);
+    if (!active && views.length) select(views[lost >= 0 ? Math.min(lost, views.length - 1) : 0]!, false);
     refreshQueue();
   };
 
@@ -296,7 +297,9 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   function setType(type: string): void {
     const idx = indexes(selection()).filter((i) => model.cells[i]!.cell_type !== type);
     if (!idx.length) return;
+    // The cells are replaced: keep the selection by place.
     const activeIndex = active ? views.indexOf(active) : -1;
+    const anchorIndex = anchor ? views.indexOf(anchor) : activeIndex;
     model.transact(() => {
       for (const i of idx) {
         const old = model.cells[i]!.toJSON() as CellJSON;
@@ -307,10 +310,8 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
         model.insertCell(i, json as never);
       }
     });
-    const view = views[activeIndex];
-    if (view) select(view, false);
-    const first = views[idx[0]!];
-    if (first && anchor !== view) anchor = first;
+    active = views[activeIndex] ?? active;
+    anchor = views[anchorIndex] ?? active;
     paint();
   }
 
@@ -426,8 +427,8 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     else if (k === "r") setType("raw");
     else if (k === "c") copy(false);
     else if (k === "x") copy(true);
+    else if (k === "V" || (k === "v" && e.shiftKey)) paste(true);
     else if (k === "v") paste(false);
-    else if (k === "V") paste(true);
     else if (k === "i") { if (double("i")) void interrupt(); }
     else if (k === "0") { if (double("0")) void restart(false); }
     else if (k === "Escape") { anchor = active; paint(); }
