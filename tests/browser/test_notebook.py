@@ -6,7 +6,6 @@ notebook both browsers show."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import nbformat
@@ -82,7 +81,7 @@ async def shut_kernel(server: Served, pid: str, path: str) -> None:
     kernels = server.services.extra["kernels"]
     try:
         await kernels.shutdown(UUID(pid), path)
-    except Exception:  # noqa: BLE001 - no kernel ran
+    except Exception:
         pass
 
 
@@ -357,3 +356,127 @@ async def test_command_mode_shortcuts_change_the_document(server: Served, browse
     await expect(cell(page, 2).locator(".out-error")).to_contain_text("NameError")
     await shut_kernel(server, pid, path)
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def png(width: int = 96, height: int = 48) -> bytes:
+    """A small gradient PNG, made here (no image library needed)."""
+    import struct
+    import zlib
+
+    rows = b"".join(
+        b"\x00" + b"".join(bytes((x * 255 // width, 90, y * 255 // height)) for x in range(width))
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def test_outputs_render_safely_with_images_math_and_colours(
+    server: Served, browser: Browser
+) -> None:
+    import base64
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    md = nbformat.v4.new_markdown_cell(
+        "## Kepler's third law\n\nThe period and the axis: $T^2 \\propto a^3$, and\n\n"
+        "$$\\int_0^1 x^2\\,dx = \\frac{1}{3}$$\n\n![gradient](attachment:gradient.png)"
+    )
+    md.attachments = {"gradient.png": {"image/png": base64.b64encode(png(64, 24)).decode()}}
+    nb.cells = [
+        md,
+        nbformat.v4.new_code_cell(
+            "from IPython.display import Image, display\ndisplay(Image(filename='plot.png'))"
+        ),
+        nbformat.v4.new_code_cell(
+            "from IPython.display import HTML\n"
+            "HTML(\"<b id='bold'>bold <i>html</i></b>"
+            "<script>window.pwned = 'script'</script>"
+            '<img src=x onerror=\\"window.pwned = \'onerror\'\\">")'
+        ),
+        nbformat.v4.new_code_cell(
+            "from IPython.display import Latex, JSON, display\n"
+            "display(Latex(r'$e^{i\\pi} + 1 = 0$'))\n"
+            "display(JSON({'planets': ['Mercury', 'Venus'], 'moons': 1}))"
+        ),
+        nbformat.v4.new_code_cell(
+            "print('\\x1b[31mred\\x1b[0m and \\x1b[1;32mbold green\\x1b[0m')"
+        ),
+        nbformat.v4.new_code_cell("for i in range(500):\n    print('line', i)"),
+    ]
+    _, _, pid, a, g = await two_people(server, browser, {"out.ipynb": nbformat.writes(nb)})
+    await asyncio.to_thread(project_file(server, pid, "plot.png").write_bytes, png())
+    await open_notebook(a, pid, "out.ipynb")
+    await open_notebook(g, pid, "out.ipynb")
+    await a.locator(".menu summary", has_text="Run all").click()
+    await a.get_by_role("menuitem", name="Run all", exact=True).click()
+    await expect(cell(g, 5).locator(".out-show-all")).to_contain_text(
+        "Show all 500 lines", timeout=60000
+    )
+
+    async def image_loaded(page: Page, selector: str) -> bool:
+        return await page.locator(selector).first.evaluate("img => img.naturalWidth > 0")
+
+    # The markdown: math typeset by KaTeX, the attachment shown.
+    await expect(cell(g, 0).locator(".katex").first).to_be_visible()
+    await expect(cell(g, 0).locator(".math-display .katex-display")).to_have_count(1)
+    await eventually(lambda: image_loaded(g, ".cell-rendered img"), what="the attachment")
+    # The image output.
+    await eventually(lambda: image_loaded(g, ".out-image"), what="the PNG output")
+    # HTML: shown, its script and handlers gone, never run.
+    await expect(cell(g, 2).locator("#bold")).to_have_text("bold html")
+    await expect(cell(g, 2).locator("script")).to_have_count(0)
+    for page in (a, g):
+        assert await page.evaluate("() => window.pwned") is None
+    # LaTeX and JSON.
+    await expect(cell(g, 3).locator(".out-latex .katex")).to_be_visible()
+    await expect(cell(g, 3).locator(".out-json")).to_contain_text("Mercury")
+    # ANSI colours as colours, not escape codes.
+    red = cell(g, 4).locator(".out-stream span").first
+    await expect(red).to_have_text("red")
+    assert "ansi-red" in (await red.get_attribute("style") or "")
+    await expect(cell(g, 4).locator(".output")).not_to_contain_text("[31m")
+    # A long output shows its tail until asked for all of it.
+    await expect(cell(g, 5).locator(".output")).not_to_contain_text("line 0\n")
+    await expect(cell(g, 5).locator(".output")).to_contain_text("line 499")
+    await cell(g, 5).locator(".out-show-all").click()
+    await expect(cell(g, 5).locator(".output pre")).to_contain_text("line 0\nline 1\n")
+    await g.locator(".nb-scroll").evaluate("el => el.scrollTop = 0")
+    await shoot(g, "notebook-outputs")
+    await shut_kernel(server, pid, "out.ipynb")
+    assert a.errors == [] and g.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_notebook_of_two_thousand_cells_opens_and_scrolls(
+    server: Served, browser: Browser
+) -> None:
+    cells: list[tuple[str, str]] = []
+    for i in range(2000):
+        if i % 4 == 0:
+            cells.append(("markdown", f"### Section {i}\n\nSome *notes* on part {i}."))
+        else:
+            cells.append(("code", f"x_{i} = {i}\nprint(x_{i} * 2)"))
+    _, _, pid, a, _g = await two_people(server, browser, {"big.ipynb": notebook(*cells)})
+    await open_notebook(a, pid, "big.ipynb")
+    await expect(a.locator(".nb-cells .cell")).to_have_count(2000)
+    # Only cells near the viewport have editors.
+    mounted = await a.locator(".nb-cells .cm-editor").count()
+    assert 0 < mounted < 200, mounted
+    await a.locator(".nb-scroll").evaluate("el => el.scrollTop = el.scrollHeight")
+    await expect(cell(a, 1999).locator(".cm-content")).to_contain_text("x_1999 = 1999")
+    await expect(cell(a, 1).locator(".cm-editor")).to_have_count(0)
+    assert await a.locator(".nb-cells .cm-editor").count() < 200
+    # The keyboard reaches the end too: the last cell becomes active, with its editor.
+    await a.locator(".nb-scroll").evaluate("el => el.scrollTop = 0")
+    await expect(cell(a, 1).locator(".cm-editor")).to_have_count(1)
+    assert a.errors == []  # type: ignore[attr-defined]
