@@ -480,3 +480,24 @@ async def test_a_notebook_of_two_thousand_cells_opens_and_scrolls(
     await a.locator(".nb-scroll").evaluate("el => el.scrollTop = 0")
     await expect(cell(a, 1).locator(".cm-editor")).to_have_count(1)
     assert a.errors == []  # type: ignore[attr-defined]
+
+
+async def test_undo_in_a_cell_takes_back_only_ones_own_typing(
+    server: Served, browser: Browser
+) -> None:
+    ada, _, pid, a, g = await two_people(server, browser, {"u.ipynb": notebook(("code", ""))})
+    await open_notebook(a, pid, "u.ipynb")
+    await open_notebook(g, pid, "u.ipynb")
+    await cell(a, 0).locator(".cm-content").click()
+    await a.keyboard.type("ada = 1")
+    await shows_source(g, 0, "ada = 1")
+    await cell(g, 0).locator(".cm-content").click()
+    await g.keyboard.press("Control+End")
+    await g.keyboard.type("\ngrace = 2")
+    await shows_source(a, 0, "ada = 1\ngrace = 2")
+    await a.keyboard.press("Control+z")
+    await shows_source(g, 0, "\ngrace = 2")
+    await document_is(server, pid, "u.ipynb", ada.key, [("code", "\ngrace = 2")])
+    await a.keyboard.press("Control+y")
+    await document_is(server, pid, "u.ipynb", ada.key, [("code", "ada = 1\ngrace = 2")])
+    assert a.errors == [] and g.errors == []  # type: ignore[attr-defined]
