@@ -18,8 +18,8 @@ type Mode = "command" | "edit";
 
 // Cells this far (px) beyond the viewport are mounted; further ones keep only their height.
 const MOUNT_MARGIN = 1200;
-// Two presses of D, I or 0 within this many ms make the command.
-const DOUBLE_PRESS_MS = 800;
+// Two presses of D, I or 0 in a row, within this many ms, make the command.
+const DOUBLE_PRESS_MS = 1500;
 
 let clipboard: CellJSON[] = [];
 
@@ -409,6 +409,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     const target = e.target as HTMLElement;
     if (target !== list) return; // editors, prompts and buttons keep their keys
     const k = e.key;
+    if (k !== lastKey.key && k !== "Shift") lastKey = { key: "", at: 0 };
     const plain = !e.ctrlKey && !e.metaKey && !e.altKey;
     let handled = true;
     if (k === "Enter" && e.shiftKey) void runSelected("next");
