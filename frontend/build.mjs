@@ -11,7 +11,8 @@ await rm(out, { recursive: true, force: true });
 await mkdir(`${out}/assets`, { recursive: true });
 
 const result = await esbuild.build({
-  entryPoints: { app: "src/main.ts" },
+  // KaTeX's stylesheet (and its fonts) is an entry of its own, loaded with the math (src/preload.ts).
+  entryPoints: { app: "src/main.ts", katex: "node_modules/katex/dist/katex.min.css" },
   bundle: true,
   splitting: true,
   format: "esm",
@@ -24,7 +25,7 @@ const result = await esbuild.build({
   assetNames: "[name]-[hash]",
   metafile: true,
   legalComments: "none",
-  loader: { ".woff2": "file" },
+  loader: { ".woff2": "file", ".woff": "file", ".ttf": "file" },
   logLevel: "warning",
 });
 
@@ -47,6 +48,7 @@ const closure = (f, acc = new Set()) => {
 const lazy = {};
 for (const [f, o] of Object.entries(outputs)) {
   if (o.entryPoint && f !== entry && f.endsWith(".js")) lazy[o.entryPoint] = [...closure(f)].map(name);
+  else if (o.entryPoint && f.endsWith(".css")) lazy[`css:${o.entryPoint}`] = [name(f)];
 }
 
 const html = `<!doctype html>

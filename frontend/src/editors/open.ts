@@ -22,6 +22,7 @@ const LANGUAGE_MODULES: [RegExp, string][] = [
 /** Start loading the modules a file's view needs, all chunks at once. */
 export function prefetch(path: string): void {
   if (path.endsWith(".term")) preload("editors/terminal");
+  else if (path.endsWith(".ipynb")) preload("notebook/view");
   else if (!path.endsWith(".ipynb") && !IMAGE.test(path) && !BINARY.test(path)) {
     preload("editors/text");
     for (const [re, mod] of LANGUAGE_MODULES) if (re.test(path)) preload(mod);
@@ -45,7 +46,7 @@ export function openDocument(host: HTMLElement, projectId: string, path: string)
     }
     let view: DocView;
     if (path.endsWith(".term")) view = (await import("./terminal")).openTerminal(host, projectId, path);
-    else if (path.endsWith(".ipynb")) view = (await import("./notebook-placeholder")).openNotebook(host, projectId, path);
+    else if (path.endsWith(".ipynb")) view = (await import("../notebook/view")).openNotebook(host, projectId, path);
     else view = (await import("./text")).openText(host, projectId, path);
     if (destroyed) view.destroy();
     else inner = view;

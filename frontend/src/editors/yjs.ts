@@ -33,6 +33,8 @@ export interface SharedDoc {
   onMismatch: (fn: () => void) => void;
   /** Drop the local copy and start over from the server's. */
   discardLocal: () => Promise<void>;
+  /** Resolves once the server has stored every update sent so far (or after `timeoutMs`). */
+  flushed: (timeoutMs?: number) => Promise<void>;
   destroy(): void;
 }
 
@@ -46,18 +48,19 @@ function dominates(now: Map<number, number>, before: Map<number, number>): boole
   return true;
 }
 
-export function openShared(projectId: string, path: string): SharedDoc {
-  const doc = new Y.Doc();
+/** `doc` lets a model that makes its own Y.Doc (jupyter-ydoc's YNotebook) be the one shared. */
+export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.Doc()): SharedDoc {
   const key = `collab:${projectId}:${path}`;
   const local = new IndexeddbPersistence(key, doc);
   const room = path.split("/").map(encodeURIComponent).join("/");
   // Counts the sync step-2 and update messages sent on the current socket, which the
   // server's acknowledgements (?acks=1, message type 8) count too.
-  const sent = { n: 0 };
+  const sent = { n: 0, acked: 0 };
   class CountingWebSocket extends WebSocket {
     constructor(url: string | URL, protocols?: string | string[]) {
       super(url, protocols);
       sent.n = 0;
+      sent.acked = 0;
     }
     send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
       if (data instanceof Uint8Array && data[0] === 0 && (data[1] === 1 || data[1] === 2)) sent.n++;
@@ -104,8 +107,11 @@ export function openShared(projectId: string, path: string): SharedDoc {
 
   // Everything this socket sent is stored: the server holds at least this document's
   // state now (what it sent us, it had), which is the floor the next connection checks.
+  const ackWaiters = new Set<(acked: number) => void>();
   provider.messageHandlers[8] = (_encoder, decoder) => {
     const acked = decoding.readVarUint(decoder);
+    sent.acked = acked;
+    for (const fn of [...ackWaiters]) fn(acked);
     if (mismatch || acked !== sent.n) return;
     storedSv = Y.decodeStateVector(Y.encodeStateVector(doc));
     void local.set(SERVER_SV, Y.encodeStateVector(doc) as unknown as ArrayBuffer);
@@ -147,6 +153,14 @@ export function openShared(projectId: string, path: string): SharedDoc {
     ready,
     onMismatch: (fn) => { mismatchListeners.push(fn); if (mismatch) fn(); },
     discardLocal: async () => { await local.clearData(); },
+    flushed: (timeoutMs = 5000) => new Promise<void>((resolve) => {
+      const target = sent.n;
+      if (!provider.wsconnected || sent.acked >= target) { resolve(); return; }
+      const done = () => { clearTimeout(timer); ackWaiters.delete(check); resolve(); };
+      const check = (acked: number) => { if (acked >= target) done(); };
+      const timer = window.setTimeout(done, timeoutMs);
+      ackWaiters.add(check);
+    }),
     destroy: () => {
       window.removeEventListener("offline", goOffline);
       window.removeEventListener("online", goOnline);

@@ -1,0 +1,332 @@
+// One cell of the notebook: its prompt (execution count and state), its editor (CodeMirror
+// bound to the cell's source Y.Text by y-codemirror.next) or rendered markdown, its outputs
+// and its input prompt. A cell far from the viewport is unmounted: it keeps only its height,
+// so that a notebook of thousands of cells costs what is on screen.
+
+import { closeBrackets } from "@codemirror/autocomplete";
+import { indentWithTab, defaultKeymap } from "@codemirror/commands";
+import { bracketMatching, indentOnInput, syntaxHighlighting } from "@codemirror/language";
+import { EditorState, type Extension, Prec } from "@codemirror/state";
+import { drawSelection, EditorView, keymap } from "@codemirror/view";
+import type { YCellType } from "@jupyter/ydoc";
+import { yCollab, yUndoManagerKeymap } from "y-codemirror.next";
+import * as Y from "yjs";
+import { h, replace } from "../ui/dom";
+import { editorTheme, highlight } from "../editors/codemirror";
+import type { Attachments } from "../editors/markdown";
+import { markdownWithMath } from "./math";
+import { type Output, type OutputContext, renderOutput } from "./outputs";
+
+export type ExecutionState = "queued" | "running" | "idle" | "not_run" | undefined;
+
+export interface InputRequest {
+  cell_id: string;
+  prompt: string;
+  password: boolean;
+}
+
+/** What a cell needs from its notebook. */
+export interface CellHost {
+  projectId: string;
+  path: string;
+  awareness: import("y-protocols/awareness").Awareness;
+  languages: { python: Extension; markdown: Extension };
+  /** The cell's editor got focus: it is the active cell, in edit mode. */
+  focused(cell: CellView): void;
+  /** Keys the editor hands to the notebook (run, leave edit mode, move between cells). */
+  editorKey(cell: CellView, key: "run" | "run-stay" | "run-insert" | "escape" | "up" | "down"): void;
+  /** Its place in the kernel's queue (1 = next), or null. */
+  queuePlace(cell: CellView): number | null;
+  input(): InputRequest | null;
+  answer(value: string): Promise<void>;
+}
+
+const cellTheme = EditorView.theme({
+  "&": { height: "auto", backgroundColor: "transparent" },
+  ".cm-content": { padding: "8px 0" },
+  ".cm-line": { padding: "0 12px" },
+  ".cm-scroller": { lineHeight: "1.55" },
+});
+
+function lineCount(text: string): number {
+  let n = 1;
+  for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) n++;
+  return n;
+}
+
+export class CellView {
+  readonly el: HTMLElement;
+  mounted = false;
+  /** A markdown cell shows its editor (instead of its rendering) while this is true. */
+  editing = false;
+  private editor: EditorView | null = null;
+  private body: HTMLElement | null = null;
+  private prompt: HTMLElement | null = null;
+  private status: HTMLElement | null = null;
+  private outputs: HTMLElement | null = null;
+  private inputHost: HTMLElement | null = null;
+  private rendered: HTMLElement | null = null;
+  private expanded = new Set<number>();
+  private frame = 0;
+  private dirty = { outputs: false, state: false, markdown: false };
+  private timer: number | undefined;
+  private runningSince = 0;
+  private height = 0;
+
+  constructor(readonly cell: YCellType, readonly host: CellHost) {
+    this.el = h("div", { class: "cell", "data-cell-id": cell.id, "data-type": cell.cell_type });
+    this.el.style.minHeight = `${this.estimate()}px`;
+  }
+
+  get id(): string {
+    return this.cell.id;
+  }
+
+  get type(): string {
+    return this.cell.cell_type;
+  }
+
+  get state(): ExecutionState {
+    return this.cell.ymodel.get("execution_state") as ExecutionState;
+  }
+
+  private estimate(): number {
+    if (this.height) return this.height;
+    const lines = lineCount(this.cell.ysource.toString());
+    const outs = this.cell.ymodel.get("outputs") as Y.Array<unknown> | undefined;
+    return 18 + lines * 21 + (outs?.length ? 28 * Math.min(outs.length, 10) : 0);
+  }
+
+  mount(): void {
+    if (this.mounted) return;
+    this.mounted = true;
+    this.prompt = h("div", { class: "cell-prompt", "aria-label": "Execution count" });
+    this.status = h("div", { class: "cell-status" });
+    this.body = h("div", { class: "cell-input" });
+    this.outputs = h("div", { class: "cell-outputs", "aria-live": "polite" });
+    this.inputHost = h("div", { class: "cell-stdin" });
+    const gutter = h("div", { class: "cell-gutter" }, this.prompt, this.status);
+    replace(this.el, h("div", { class: "cell-bar" }), gutter, h("div", { class: "cell-main" }, this.body, this.outputs, this.inputHost));
+    this.renderInput();
+    this.renderState();
+    this.renderOutputs();
+    this.renderStdin();
+    this.cell.ymodel.observeDeep(this.onChange);
+    this.el.style.minHeight = "";
+  }
+
+  unmount(): void {
+    if (!this.mounted || this.el.contains(document.activeElement)) return;
+    this.height = this.el.offsetHeight;
+    this.teardown();
+    this.el.replaceChildren();
+    this.el.style.minHeight = `${this.height}px`;
+  }
+
+  destroy(): void {
+    this.teardown();
+    this.el.remove();
+  }
+
+  private teardown(): void {
+    if (!this.mounted) return;
+    this.mounted = false;
+    this.cell.ymodel.unobserveDeep(this.onChange);
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.editor?.destroy();
+    this.editor = null;
+    this.rendered = null;
+  }
+
+  // Changes to this cell only, coalesced to one render per frame.
+  private onChange = (events: Y.YEvent<Y.AbstractType<unknown>>[]): void => {
+    const model = this.cell.ymodel;
+    const outputs = model.get("outputs");
+    for (const e of events) {
+      if (e.target === model) {
+        const keys = (e as Y.YMapEvent<unknown>).keysChanged;
+        if (keys.has("outputs")) this.dirty.outputs = true;
+        if (keys.has("execution_state") || keys.has("execution_count")) this.dirty.state = true;
+        if (keys.has("attachments")) this.dirty.markdown = true;
+      } else if (e.target === this.cell.ysource) this.dirty.markdown = true;
+      else if (outputs && (e.target === outputs || isInside(e.target, outputs as Y.AbstractType<unknown>))) this.dirty.outputs = true;
+    }
+    if (!this.frame) this.frame = requestAnimationFrame(this.flush);
+  };
+
+  private flush = (): void => {
+    this.frame = 0;
+    if (!this.mounted) return;
+    if (this.dirty.state) this.renderState();
+    if (this.dirty.outputs) this.renderOutputs();
+    if (this.dirty.markdown && this.rendered) this.renderMarkdown();
+    this.dirty = { outputs: false, state: false, markdown: false };
+  };
+
+  // -- input ---------------------------------------------------------------------------
+
+  renderInput(): void {
+    if (!this.mounted || !this.body) return;
+    const showRendered = this.type === "markdown" && !this.editing;
+    this.el.classList.toggle("rendered", showRendered);
+    if (showRendered) {
+      this.editor?.destroy();
+      this.editor = null;
+      this.rendered = h("div", { class: "cell-rendered markdown", ondblclick: () => { this.edit(); } });
+      replace(this.body, this.rendered);
+      this.renderMarkdown();
+      return;
+    }
+    this.rendered = null;
+    if (this.editor) return;
+    const language = this.type === "code" ? this.host.languages.python : this.type === "markdown" ? this.host.languages.markdown : [];
+    const ysource = this.cell.ysource;
+    const key = (k: Parameters<CellHost["editorKey"]>[1]) => () => { this.host.editorKey(this, k); return true; };
+    this.editor = new EditorView({
+      parent: this.body,
+      state: EditorState.create({
+        doc: ysource.toString(),
+        extensions: [
+          Prec.highest(keymap.of([
+            { key: "Shift-Enter", run: key("run") },
+            { key: "Mod-Enter", run: key("run-stay") },
+            { key: "Alt-Enter", run: key("run-insert") },
+            { key: "Escape", run: key("escape") },
+            { key: "ArrowUp", run: (v) => atEdge(v, "start") && key("up")() },
+            { key: "ArrowDown", run: (v) => atEdge(v, "end") && key("down")() },
+          ])),
+          drawSelection(), indentOnInput(), bracketMatching(), closeBrackets(),
+          keymap.of([...yUndoManagerKeymap, ...defaultKeymap, indentWithTab]),
+          syntaxHighlighting(highlight), editorTheme, cellTheme, EditorView.lineWrapping, language,
+          EditorView.contentAttributes.of({ "aria-label": `${this.type} cell` }),
+          EditorView.domEventHandlers({ focus: () => { this.host.focused(this); return false; } }),
+          yCollab(ysource, this.host.awareness, { undoManager: new Y.UndoManager(ysource) }),
+        ],
+      }),
+    });
+  }
+
+  /** Edit mode: the editor (a markdown cell shows its source), focused. */
+  edit(at: "start" | "end" | null = null): void {
+    if (this.type === "markdown" && !this.editing) {
+      this.editing = true;
+      this.renderInput();
+    }
+    const view = this.editor;
+    if (!view) return;
+    if (at === "start") view.dispatch({ selection: { anchor: 0 } });
+    else if (at === "end") view.dispatch({ selection: { anchor: view.state.doc.length } });
+    view.focus();
+  }
+
+  /** Leaves edit mode; a markdown cell is rendered again when `render`. */
+  blur(render: boolean): void {
+    this.editor?.contentDOM.blur();
+    if (render && this.type === "markdown" && this.editing) {
+      this.editing = false;
+      this.renderInput();
+    }
+  }
+
+  get hasFocus(): boolean {
+    return this.editor?.hasFocus ?? false;
+  }
+
+  private renderMarkdown(): void {
+    if (!this.rendered) return;
+    const source = this.cell.ysource.toString();
+    const attachments = (this.cell.ymodel.get("attachments") ?? undefined) as Attachments | undefined;
+    if (!source.trim()) replace(this.rendered, h("p", { class: "muted cell-empty" }, "Empty markdown cell — double-click or press Enter to edit"));
+    else replace(this.rendered, markdownWithMath(source, this.host.projectId, this.host.path, attachments instanceof Y.Map ? (attachments.toJSON() as Attachments) : attachments));
+  }
+
+  // -- state and outputs -----------------------------------------------------------------
+
+  renderState(): void {
+    if (!this.prompt || !this.status) return;
+    if (this.type !== "code") {
+      this.prompt.textContent = "";
+      this.status.textContent = "";
+      return;
+    }
+    const state = this.state;
+    const count = this.cell.ymodel.get("execution_count") as number | null | undefined;
+    const busy = state === "queued" || state === "running";
+    this.el.dataset.state = state ?? "";
+    this.prompt.textContent = `[${busy ? "*" : count ?? " "}]`;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    if (state === "running") {
+      this.runningSince ||= Date.now();
+      const tick = () => {
+        const s = Math.floor((Date.now() - this.runningSince) / 1000);
+        if (this.status) this.status.textContent = s < 60 ? `running ${s}s` : `running ${Math.floor(s / 60)}m ${s % 60}s`;
+      };
+      tick();
+      this.timer = window.setInterval(tick, 1000);
+    } else {
+      this.runningSince = 0;
+      if (state === "queued") {
+        const place = this.host.queuePlace(this);
+        this.status.textContent = place ? `queued · ${ordinal(place)}` : "queued";
+      } else if (state === "not_run") this.status.textContent = "not run";
+      else this.status.textContent = "";
+    }
+  }
+
+  renderOutputs(): void {
+    if (!this.outputs || this.type !== "code") return;
+    const youts = this.cell.ymodel.get("outputs") as Y.Array<unknown> | undefined;
+    const list = (youts?.toJSON() ?? []) as Output[];
+    const ctx: OutputContext = {
+      projectId: this.host.projectId,
+      path: this.host.path,
+      expanded: this.expanded,
+      onExpand: (i) => { this.expanded.add(i); this.renderOutputs(); },
+    };
+    const count = this.cell.ymodel.get("execution_count") as number | null | undefined;
+    replace(this.outputs, list.map((out, i) => h("div", { class: `output output-${out.output_type}` },
+      h("div", { class: "output-prompt" }, out.output_type === "execute_result" && count != null ? `[${count}]:` : ""),
+      renderOutput(out, i, ctx))));
+    this.el.classList.toggle("has-outputs", list.length > 0);
+  }
+
+  renderStdin(): void {
+    if (!this.inputHost) return;
+    const request = this.host.input();
+    if (!request || request.cell_id !== this.id) {
+      this.inputHost.replaceChildren();
+      return;
+    }
+    if (this.inputHost.dataset.prompt === `${request.prompt}|${request.password}` && this.inputHost.firstChild) return;
+    this.inputHost.dataset.prompt = `${request.prompt}|${request.password}`;
+    const field = h("input", { class: "input stdin-field", type: request.password ? "password" : "text", "aria-label": request.prompt || "Input", autocomplete: "off", spellcheck: false });
+    const form = h("form", { class: "stdin", onsubmit: async (e: Event) => {
+      e.preventDefault();
+      field.disabled = true;
+      try { await this.host.answer(field.value); } finally { field.disabled = false; }
+    } }, h("label", { class: "stdin-prompt" }, request.prompt), field);
+    replace(this.inputHost, form);
+    field.focus();
+  }
+}
+
+function atEdge(view: EditorView, edge: "start" | "end"): boolean {
+  const sel = view.state.selection.main;
+  if (!sel.empty) return false;
+  const line = view.state.doc.lineAt(sel.head);
+  return edge === "start" ? line.number === 1 : line.number === view.state.doc.lines;
+}
+
+function isInside(t: Y.AbstractType<unknown>, ancestor: Y.AbstractType<unknown>): boolean {
+  for (let p = t.parent; p; p = p.parent) if (p === ancestor) return true;
+  return false;
+}
+
+function ordinal(n: number): string {
+  const s = n % 100 >= 11 && n % 100 <= 13 ? "th" : ["th", "st", "nd", "rd"][n % 10] ?? "th";
+  return `${n}${s}`;
+}

@@ -1,0 +1,475 @@
+// The notebook view: the shared jupyter-ydoc YNotebook over the app's y-websocket
+// connection, cells rendered only near the viewport, Jupyter's command/edit keyboard model,
+// and execution through the server's kernel calls (outputs arrive through the document).
+
+import type { ISharedCell } from "@jupyter/ydoc";
+import { YNotebook, type YCellType } from "@jupyter/ydoc";
+import type * as Y from "yjs";
+import { type Feed, liveRows } from "../api/ws";
+import { session } from "../session";
+import { confirm, h, icon, replace, toast } from "../ui/dom";
+import type { DocView } from "../editors/open";
+import { watchPresence } from "../editors/presence";
+import { openShared } from "../editors/yjs";
+import { type CellHost, CellView, type InputRequest } from "./cell";
+
+type CellJSON = Record<string, unknown> & { cell_type: string };
+type Mode = "command" | "edit";
+
+// Cells this far (px) beyond the viewport are mounted; further ones keep only their height.
+const MOUNT_MARGIN = 1200;
+// Two presses of D, I or 0 in a row, within this many ms, make the command.
+const DOUBLE_PRESS_MS = 1500;
+
+let clipboard: CellJSON[] = [];
+
+function fresh(json: CellJSON): CellJSON {
+  const { id: _id, ...rest } = json;
+  return rest.cell_type === "code" ? { ...rest, outputs: rest.outputs ?? [], execution_count: rest.execution_count ?? null } : rest;
+}
+
+export function openNotebook(host: HTMLElement, projectId: string, path: string): DocView {
+  const { client } = session();
+  const model = new YNotebook();
+  const shared = openShared(projectId, path, model.ydoc);
+  const kernelMap = model.ydoc.getMap("kernel") as Y.Map<unknown>;
+  const views: CellView[] = [];
+  const byModel = new WeakMap<Y.Map<unknown>, CellView>();
+  let active: CellView | null = null;
+  let anchor: CellView | null = null;
+  let mode: Mode = "command";
+  const deleted: { index: number; cells: CellJSON[] }[] = [];
+  let lastKey = { key: "", at: 0 };
+  let destroyed = false;
+  let kernelRow: { status?: string; kernel_name?: string } = {};
+
+  const list = h("div", { class: "nb-cells", tabindex: 0, role: "list", "aria-label": "Cells", "data-mode": "command" });
+  const scroller = h("div", { class: "nb-scroll" }, list);
+  const people = h("div", { class: "presence", "aria-label": "People in this notebook" });
+  const kernelBadge = h("span", { class: "kernel-badge badge", "data-testid": "kernel-status" });
+  const kernelName = h("span", { class: "kernel-name muted small" });
+  const empty = h("div", { class: "nb-empty", hidden: true },
+    h("p", { class: "muted" }, "This notebook has no cells yet."),
+    h("div", { class: "btn-group" },
+      h("button", { class: "btn btn-sm", onclick: () => insertAt(0, "code") }, icon("plus", 14), "Code cell"),
+      h("button", { class: "btn btn-sm", onclick: () => insertAt(0, "markdown") }, icon("plus", 14), "Markdown cell")));
+  list.append(empty);
+
+  const tool = (label: string, iconName: string | null, run: () => void, extra: Record<string, unknown> = {}) =>
+    h("button", { class: iconName && !extra.text ? "btn btn-icon btn-sm" : "btn btn-ghost btn-sm", title: label, "aria-label": label, onclick: run, ...extra }, iconName ? icon(iconName, 15) : null, extra.text ? String(extra.text) : null);
+  const menu = (label: string, items: [string, () => void][]) => {
+    const details = h("details", { class: "menu" },
+      h("summary", { class: "btn btn-ghost btn-sm", "aria-label": label }, label, icon("chevron", 12)),
+      h("div", { class: "menu-items", role: "menu" }, items.map(([text, run]) => h("button", { class: "menu-item", role: "menuitem", onclick: () => { details.open = false; run(); } }, text))));
+    return details;
+  };
+  const typeSelect = h("select", { class: "input cell-type-select", "aria-label": "Cell type", onchange: () => setType(typeSelect.value) },
+    h("option", { value: "code" }, "Code"), h("option", { value: "markdown" }, "Markdown"), h("option", { value: "raw" }, "Raw"));
+  const toolbar = h("div", { class: "doc-toolbar nb-toolbar" },
+    h("span", { class: "doc-path", title: path }, path),
+    h("div", { class: "nb-tools" },
+      tool("Insert a cell below (B)", "plus", () => insertBelow()),
+      tool("Run the cell and select the next (Shift-Enter)", "play", () => void runSelected("next"), { text: "Run", "data-testid": "run" }),
+      tool("Interrupt the kernel (I, I)", "stop", () => void interrupt(), { "data-testid": "interrupt" }),
+      tool("Restart the kernel (0, 0)", "restart", () => void restart(false), { "data-testid": "restart" }),
+      menu("Run all", [
+        ["Run all", () => void runAll("all")],
+        ["Run all above", () => void runAll("above")],
+        ["Run selected and all below", () => void runAll("below")],
+        ["Restart and run all", () => void restart(true)],
+      ]),
+      menu("Edit", [
+        ["Clear outputs of the selected cells", () => clearOutputs(false)],
+        ["Clear all outputs", () => clearOutputs(true)],
+        ["Undo cell deletion (Z)", () => undoDelete()],
+      ]),
+      typeSelect),
+    people,
+    h("div", { class: "kernel-info", "aria-label": "Kernel" }, kernelName, kernelBadge));
+  replace(host, h("div", { class: "doc nb-doc" }, toolbar, scroller));
+  const stopPresence = watchPresence(shared, people);
+
+  // -- cells ---------------------------------------------------------------------------
+
+  let languages: CellHost["languages"] | null = null;
+  const cellHost: Omit<CellHost, "languages"> = {
+    projectId,
+    path,
+    awareness: shared.provider.awareness,
+    focused: (cell) => { select(cell, false); setMode("edit"); },
+    editorKey: (cell, key) => {
+      if (key === "escape") { cell.blur(false); setMode("command"); return; }
+      if (key === "up" || key === "down") {
+        const next = views[views.indexOf(cell) + (key === "up" ? -1 : 1)];
+        if (next) { select(next, false); editActive(key === "up" ? "end" : "start"); }
+        return;
+      }
+      void run([cell], key === "run" ? "next" : key === "run-stay" ? "stay" : "insert");
+    },
+    queuePlace: (cell) => {
+      let place = 0;
+      for (const v of views) {
+        if (v.state === "queued") place++;
+        if (v === cell) return place || null;
+      }
+      return null;
+    },
+    input: () => (kernelMap.get("input") as InputRequest | undefined) ?? null,
+    answer: async (value) => {
+      try { await client.call("kernel.input", { project_id: projectId, path, value }); } catch (err) { toast(String((err as Error).message), "error"); }
+    },
+  };
+
+  const observer = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const view = (e.target as HTMLElement & { cellView?: CellView }).cellView;
+      if (!view || !languages) continue;
+      if (e.isIntersecting) view.mount();
+      else if (view !== active || mode !== "edit") view.unmount();
+    }
+  }, { root: scroller, rootMargin: `${MOUNT_MARGIN}px 0px` });
+
+  const makeView = (cell: YCellType): CellView => {
+    const view = new CellView(cell, { ...cellHost, languages: languages! });
+    (view.el as HTMLElement & { cellView?: CellView }).cellView = view;
+    view.el.addEventListener("mousedown", (e) => {
+      if ((e.target as HTMLElement).closest(".cm-editor, input, button, a, details")) return;
+      select(view, e.shiftKey);
+      if (mode === "edit") setMode("command");
+      // Focus after the click lands, so that the list (not the clicked text) takes the keys.
+      setTimeout(() => { if (mode === "command") list.focus({ preventScroll: true }); });
+    });
+    byModel.set(cell.ymodel as unknown as Y.Map<unknown>, view);
+    return view;
+  };
+
+  const applyDelta = (delta: { insert?: ISharedCell[]; delete?: number; retain?: number }[]) => {
+    let index = 0;
+    let lost = -1;
+    for (const d of delta) {
+      if (d.retain) index += d.retain;
+      else if (d.delete) {
+        for (const v of views.splice(index, d.delete)) {
+          observer.unobserve(v.el);
+          v.destroy();
+          if (v === active) { active = null; lost = index; }
+          if (v === anchor) anchor = null;
+        }
+      } else if (d.insert) {
+        const made = (d.insert as YCellType[]).map(makeView);
+        const before = views[index]?.el ?? empty;
+        for (const v of made) { list.insertBefore(v.el, before); observer.observe(v.el); }
+        views.splice(index, 0, ...made);
+        index += made.length;
+      }
+    }
+    empty.hidden = views.length > 0 || !shared.provider.synced;
+    if (!active && views.length) select(views[lost >= 0 ? Math.min(lost, views.length - 1) : 0]!, false);
+    refreshQueue();
+  };
+
+  const onChanged = (_: unknown, change: { cellsChange?: { insert?: ISharedCell[]; delete?: number; retain?: number }[] }) => {
+    if (change.cellsChange && languages) applyDelta(change.cellsChange);
+  };
+
+  // Queue places and input prompts concern several cells: one observer on the cells array
+  // picks out the execution-state changes (the events name the cells that changed).
+  const ycells = model.ydoc.getArray("cells");
+  const onCells = (events: Y.YEvent<Y.AbstractType<unknown>>[]) => {
+    for (const e of events) {
+      if (e.target.parent === ycells && (e as Y.YMapEvent<unknown>).keysChanged?.has("execution_state")) { refreshQueue(); return; }
+    }
+  };
+  const refreshQueue = () => { for (const v of views) if (v.mounted && v.state === "queued") v.renderState(); };
+  const onKernel = () => {
+    for (const v of views) if (v.mounted) v.renderStdin();
+    renderKernel();
+  };
+
+  // -- selection and modes ---------------------------------------------------------------
+
+  const selection = (): CellView[] => {
+    if (!active) return [];
+    const a = views.indexOf(anchor ?? active);
+    const b = views.indexOf(active);
+    if (a < 0) return [active];
+    return views.slice(Math.min(a, b), Math.max(a, b) + 1);
+  };
+
+  const paint = () => {
+    const selected = new Set(selection());
+    for (const v of views) {
+      v.el.classList.toggle("active", v === active);
+      v.el.classList.toggle("selected", selected.has(v) && selected.size > 1);
+    }
+    if (active) typeSelect.value = active.type;
+  };
+
+  function select(view: CellView, extend: boolean): void {
+    if (!extend) anchor = view;
+    else if (!anchor) anchor = active ?? view;
+    active = view;
+    paint();
+  }
+
+  function setMode(m: Mode): void {
+    mode = m;
+    list.dataset.mode = m;
+    if (m === "command") list.focus({ preventScroll: true });
+  }
+
+  const reveal = (view: CellView) => {
+    view.mount();
+    const box = view.el.getBoundingClientRect();
+    const port = scroller.getBoundingClientRect();
+    if (box.top < port.top) scroller.scrollTop += box.top - port.top - 16;
+    else if (box.bottom > port.bottom) scroller.scrollTop += Math.min(box.bottom - port.bottom + 16, box.top - port.top - 16);
+  };
+
+  const move = (by: number, extend: boolean) => {
+    if (!active) return;
+    const next = views[views.indexOf(active) + by];
+    if (!next) return;
+    select(next, extend);
+    reveal(next);
+  };
+
+  function editActive(at: "start" | "end" | null = null): void {
+    if (!active) return;
+    reveal(active);
+    active.edit(at);
+    setMode("edit");
+  }
+
+  // -- structure ------------------------------------------------------------------------
+
+  function insertAt(index: number, type: "code" | "markdown" = "code"): CellView | null {
+    model.insertCell(index, type === "code" ? { cell_type: "code", source: "", metadata: {}, outputs: [], execution_count: null } : { cell_type: type, source: "", metadata: {} });
+    const view = views[index] ?? null;
+    if (view) { select(view, false); reveal(view); }
+    return view;
+  }
+
+  function insertBelow(): void {
+    insertAt(active ? views.indexOf(active) + 1 : views.length);
+  }
+
+  const indexes = (cells: CellView[]) => cells.map((c) => views.indexOf(c)).filter((i) => i >= 0).sort((a, b) => a - b);
+
+  const deleteSelected = () => {
+    const idx = indexes(selection());
+    if (!idx.length) return;
+    const from = idx[0]!;
+    const to = idx[idx.length - 1]! + 1;
+    deleted.push({ index: from, cells: model.cells.slice(from, to).map((c) => c.toJSON() as CellJSON) });
+    model.transact(() => {
+      model.deleteCellRange(from, to);
+      if (model.cells.length === 0) model.insertCell(0, { cell_type: "code", source: "", metadata: {}, outputs: [], execution_count: null });
+    });
+    const next = views[Math.min(from, views.length - 1)];
+    if (next) select(next, false);
+  };
+
+  const undoDelete = () => {
+    const last = deleted.pop();
+    if (!last) return;
+    const at = Math.min(last.index, views.length);
+    model.insertCells(at, last.cells.map((c) => ({ ...c })) as never);
+    const view = views[at];
+    if (view) { select(view, false); reveal(view); }
+  };
+
+  const copy = (cut: boolean) => {
+    const idx = indexes(selection());
+    if (!idx.length) return;
+    clipboard = idx.map((i) => fresh(model.cells[i]!.toJSON() as CellJSON));
+    if (cut) deleteSelected();
+  };
+
+  const paste = (above: boolean) => {
+    if (!clipboard.length) return;
+    const at = active ? views.indexOf(active) + (above ? 0 : 1) : views.length;
+    model.insertCells(at, clipboard.map((c) => structuredClone(c)) as never);
+    const view = views[at + clipboard.length - 1];
+    if (view) { select(view, false); reveal(view); }
+  };
+
+  function setType(type: string): void {
+    const idx = indexes(selection()).filter((i) => model.cells[i]!.cell_type !== type);
+    if (!idx.length) return;
+    // The cells are replaced: keep the selection by place.
+    const activeIndex = active ? views.indexOf(active) : -1;
+    const anchorIndex = anchor ? views.indexOf(anchor) : activeIndex;
+    model.transact(() => {
+      for (const i of idx) {
+        const old = model.cells[i]!.toJSON() as CellJSON;
+        const json: CellJSON = { cell_type: type, id: old.id, source: old.source, metadata: old.metadata ?? {} };
+        if (type === "code") Object.assign(json, { outputs: [], execution_count: null });
+        else if (old.attachments) json.attachments = old.attachments;
+        model.deleteCell(i);
+        model.insertCell(i, json as never);
+      }
+    });
+    active = views[activeIndex] ?? active;
+    anchor = views[anchorIndex] ?? active;
+    paint();
+  }
+
+  // -- execution ------------------------------------------------------------------------
+
+  const call = async (name: string, args: Record<string, unknown> = {}) => {
+    try {
+      return await client.call<Record<string, unknown>>(name, { project_id: projectId, path, ...args });
+    } catch (err) {
+      toast((err as Error).message, "error");
+      return null;
+    }
+  };
+
+  const execute = async (cells: CellView[]) => {
+    const ids = cells.filter((c) => c.type === "code").map((c) => c.id);
+    if (!ids.length) return;
+    // The server reads each cell's source from its document: let our last keystrokes land first.
+    await shared.flushed();
+    await call("kernel.execute", { cell_ids: ids });
+  };
+
+  async function run(cells: CellView[], then: "next" | "stay" | "insert"): Promise<void> {
+    for (const c of cells) if (c.type === "markdown") c.blur(true);
+    const last = cells[cells.length - 1];
+    if (last) {
+      const i = views.indexOf(last);
+      if (then === "next") {
+        if (i === views.length - 1) { insertAt(i + 1); editActive(); }
+        else { select(views[i + 1]!, false); reveal(views[i + 1]!); setMode("command"); }
+      } else if (then === "insert") { insertAt(i + 1); editActive(); }
+      else { last.blur(false); setMode("command"); }
+    }
+    await execute(cells);
+  }
+
+  const runSelected = (then: "next" | "stay" | "insert") => run(selection(), then);
+
+  async function runAll(which: "all" | "above" | "below"): Promise<void> {
+    const i = active ? views.indexOf(active) : 0;
+    const cells = which === "all" ? views : which === "above" ? views.slice(0, i) : views.slice(i);
+    for (const c of cells) if (c.type === "markdown") c.blur(true);
+    await execute(cells);
+  }
+
+  async function interrupt(): Promise<void> {
+    await call("kernel.interrupt");
+  }
+
+  async function restart(thenRunAll: boolean): Promise<void> {
+    const ok = await confirm(thenRunAll ? "Restart the kernel and run all cells?" : "Restart the kernel?", "The kernel's variables are lost for everyone in this notebook.", "Restart");
+    list.focus({ preventScroll: true });
+    if (!ok) return;
+    const done = await call("kernel.restart");
+    if (done && thenRunAll) await runAll("all");
+  }
+
+  function clearOutputs(all: boolean): void {
+    const cells = all ? model.cells : selection().map((v) => v.cell);
+    model.transact(() => {
+      for (const c of cells) {
+        if (c.cell_type !== "code") continue;
+        const outs = c.ymodel.get("outputs") as Y.Array<unknown> | undefined;
+        if (outs?.length) outs.delete(0, outs.length);
+        if (c.ymodel.get("execution_count") != null) c.ymodel.set("execution_count", null);
+      }
+    });
+  }
+
+  // -- the kernel -----------------------------------------------------------------------
+
+  const renderKernel = () => {
+    const status = kernelRow.status ?? (kernelMap.get("status") as string | undefined) ?? "stopped";
+    const name = kernelRow.kernel_name ?? (kernelMap.get("name") as string | undefined) ?? ((model.getMetadata("kernelspec") as { display_name?: string; name?: string } | undefined)?.display_name ?? "python3");
+    kernelName.textContent = name;
+    kernelBadge.className = `kernel-badge badge badge-kernel-${status}`;
+    kernelBadge.dataset.status = status;
+    replace(kernelBadge, h("span", { class: "badge-dot" }), status === "stopped" ? "no kernel" : status);
+  };
+  const feed: Feed = liveRows(client, { kernels: [{ project_id: projectId, path, status: null, kernel_name: null, updated: null }] }, (r) => String(r.path), (rows) => {
+    kernelRow = (rows.get(path) ?? {}) as typeof kernelRow;
+    renderKernel();
+  });
+
+  // -- the keyboard ---------------------------------------------------------------------
+
+  const double = (key: string) => {
+    const now = performance.now();
+    const hit = lastKey.key === key && now - lastKey.at < DOUBLE_PRESS_MS;
+    lastKey = hit ? { key: "", at: 0 } : { key, at: now };
+    return hit;
+  };
+
+  list.addEventListener("keydown", (e) => {
+    const target = e.target as HTMLElement;
+    if (target !== list) return; // editors, prompts and buttons keep their keys
+    const k = e.key;
+    if (k !== lastKey.key && k !== "Shift") lastKey = { key: "", at: 0 };
+    const plain = !e.ctrlKey && !e.metaKey && !e.altKey;
+    let handled = true;
+    if (k === "Enter" && e.shiftKey) void runSelected("next");
+    else if (k === "Enter" && (e.ctrlKey || e.metaKey)) void runSelected("stay");
+    else if (k === "Enter" && e.altKey) void runSelected("insert");
+    else if (k === "Enter") editActive();
+    else if (!plain) handled = false;
+    else if (k === "ArrowUp" || k === "k" || k === "K") move(-1, e.shiftKey);
+    else if (k === "ArrowDown" || k === "j" || k === "J") move(1, e.shiftKey);
+    else if (k === "a") insertAt(active ? views.indexOf(active) : 0);
+    else if (k === "b") insertBelow();
+    else if (k === "d") { if (double("d")) deleteSelected(); }
+    else if (k === "z") undoDelete();
+    else if (k === "m") setType("markdown");
+    else if (k === "y") setType("code");
+    else if (k === "r") setType("raw");
+    else if (k === "c") copy(false);
+    else if (k === "x") copy(true);
+    else if (k === "V" || (k === "v" && e.shiftKey)) paste(true);
+    else if (k === "v") paste(false);
+    else if (k === "i") { if (double("i")) void interrupt(); }
+    else if (k === "0") { if (double("0")) void restart(false); }
+    else if (k === "Escape") { anchor = active; paint(); }
+    else handled = false;
+    if (handled) e.preventDefault();
+  });
+
+  // -- start ----------------------------------------------------------------------------
+
+  void (async () => {
+    const [python, markdown] = await Promise.all([
+      import("@codemirror/lang-python").then((m) => m.python()),
+      import("@codemirror/lang-markdown").then((m) => m.markdown()),
+      shared.ready,
+    ]);
+    if (destroyed) return;
+    languages = { python, markdown };
+    applyDelta([{ insert: model.cells }]);
+    model.changed.connect(onChanged);
+    ycells.observeDeep(onCells);
+    kernelMap.observe(onKernel);
+    renderKernel();
+    const onSync = (synced: boolean) => { if (synced) { empty.hidden = views.length > 0; renderKernel(); } };
+    shared.provider.on("sync", onSync);
+    if (views[0]) select(views[0], false);
+    list.focus({ preventScroll: true });
+  })();
+
+  return {
+    destroy: () => {
+      destroyed = true;
+      feed.cancel();
+      stopPresence();
+      observer.disconnect();
+      model.changed.disconnect(onChanged);
+      ycells.unobserveDeep(onCells);
+      kernelMap.unobserve(onKernel);
+      for (const v of views) v.destroy();
+      shared.destroy();
+      model.dispose();
+    },
+  };
+}
