@@ -50,6 +50,7 @@ export function openLatex(host: HTMLElement, projectId: string, path: string): D
   let auto = localStorage.getItem(AUTO_KEY) !== "off";
   let showProblems = false;
   let lastSeen = ""; // the build and status last acted on
+  let shownDiagnostics = ""; // the build whose problems the editor marks
   let destroyed = false;
 
   // pdf.js is large: the editor opens while it loads (preloaded with this module).
@@ -270,7 +271,12 @@ export function openLatex(host: HTMLElement, projectId: string, path: string): D
     renderState(row);
     renderProblems(row, problems);
     renderEmpty(row);
-    if (editor) editor.dispatch(setDiagnostics(editor.state, diagnosticsFor(editor.state.doc, problems, path)));
+    // Set again only for another build's log: the lint state maps its marks through edits.
+    const diagKey = row ? `${main}:${row.build}:${row.status}` : "";
+    if (editor && diagKey !== shownDiagnostics) {
+      shownDiagnostics = diagKey;
+      editor.dispatch(setDiagnostics(editor.state, diagnosticsFor(editor.state.doc, problems, path)));
+    }
   }
 
   const onBuild = (row: Row | undefined) => {
