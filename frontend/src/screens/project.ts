@@ -156,7 +156,7 @@ export class ProjectScreen {
               h("span", { class: "chev" }), icon(fileIcon(e.path), 15), h("span", { class: "tree-name" }, name));
         // A LaTeX build's outputs (collab/latex): folded like any folder, and dimmed.
         const output = isDir && name === ".build";
-        rows.push(h("div", { class: `tree-row ${this.current === e.path ? "active" : ""} ${output ? "build-output" : ""}`, role: "treeitem", "data-path": e.path, title: output ? "LaTeX build output" : null, style: { paddingLeft: `${8 + depth * 14}px` } },
+        rows.push(h("div", { class: ["tree-row", this.current === e.path && "active", output && "build-output"].filter(Boolean).join(" "), role: "treeitem", "data-path": e.path, title: output ? "LaTeX build output" : null, style: { paddingLeft: `${8 + depth * 14}px` } },
           label,
           h("span", { class: "tree-meta muted" }, isDir ? "" : formatBytes(e.size)),
           h("span", { class: "tree-actions" },
