@@ -153,16 +153,17 @@ export class PdfPreview {
       const el = h("div", { class: "pdf-page", "data-page": proxy.pageNumber, "aria-label": `Page ${proxy.pageNumber}` }, canvas);
       return { el, canvas, proxy, width: x1 - x0, height: y1 - y0, drawn: 0, task: null };
     });
-    const top = this.el.scrollTop;
-    const left = this.el.scrollLeft;
     this.scale = this.scaleFor(pages);
     for (const p of pages) this.size(p);
     // Draw what will be in view before swapping, so the old pages stay until then.
-    await Promise.all(this.inView(pages, top).map((p) => this.draw(p)));
+    await Promise.all(this.inView(pages, this.el.scrollTop).map((p) => this.draw(p)));
     if (this.destroyed) {
       void doc.destroy();
       return;
     }
+    // Read now, not before drawing: the reader may have scrolled meanwhile.
+    const top = this.el.scrollTop;
+    const left = this.el.scrollLeft;
     const old = this.doc;
     for (const p of this.pages) { p.task?.cancel(); this.observer.unobserve(p.el); }
     this.pages = pages;
