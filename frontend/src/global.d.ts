@@ -1,1 +1,2 @@
 declare module "*.css";
+declare const PDF_WORKER_URL: string;

@@ -13,5 +13,9 @@ export async function languageFor(path: string): Promise<Extension> {
     const { shell } = await import("@codemirror/legacy-modes/mode/shell");
     return StreamLanguage.define(shell);
   }
+  if (/\.(tex|sty|cls|ltx)$/.test(name)) {
+    const { stex } = await import("@codemirror/legacy-modes/mode/stex");
+    return StreamLanguage.define(stex);
+  }
   return [];
 }

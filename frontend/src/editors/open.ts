@@ -17,6 +17,7 @@ const LANGUAGE_MODULES: [RegExp, string][] = [
   [/\.(json|ipynb)$/i, "lang-json"],
   [/\.ya?ml$/i, "lang-yaml"],
   [/\.(sh|bash|zsh)$/i, "mode/shell"],
+  [/\.(tex|sty|cls|ltx)$/i, "mode/stex"],
 ];
 
 /** Start loading the modules a file's view needs, all chunks at once. */
@@ -27,6 +28,7 @@ export function prefetch(path: string): void {
     preload("editors/text");
     for (const [re, mod] of LANGUAGE_MODULES) if (re.test(path)) preload(mod);
     if (/\.(md|markdown)$/i.test(path)) preload("editors/markdown");
+    if (/\.tex$/i.test(path)) { preload("latex/screen"); preload("latex/pdf"); }
   }
 }
 
@@ -47,6 +49,7 @@ export function openDocument(host: HTMLElement, projectId: string, path: string)
     let view: DocView;
     if (path.endsWith(".term")) view = (await import("./terminal")).openTerminal(host, projectId, path);
     else if (path.endsWith(".ipynb")) view = (await import("../notebook/view")).openNotebook(host, projectId, path);
+    else if (/\.tex$/i.test(path)) view = (await import("../latex/screen")).openLatex(host, projectId, path);
     else view = (await import("./text")).openText(host, projectId, path);
     if (destroyed) view.destroy();
     else inner = view;

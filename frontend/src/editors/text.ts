@@ -1,11 +1,12 @@
 // The text editor: CodeMirror 6 bound to the document's `source` Text by y-codemirror.next,
 // with collaborators' cursors, search, line numbers, syntax by file type, and a markdown
-// preview for .md files.
+// preview for .md files. Other views of a text file (LaTeX) add their extensions, toolbar
+// controls and a pane beside the editor through TextOptions.
 
 import { defaultKeymap, history as cmHistory, historyKeymap, indentWithTab } from "@codemirror/commands";
 import { bracketMatching, indentOnInput, syntaxHighlighting } from "@codemirror/language";
 import { highlightSelectionMatches, search, searchKeymap } from "@codemirror/search";
-import { EditorState } from "@codemirror/state";
+import { EditorState, type Extension } from "@codemirror/state";
 import { drawSelection, EditorView, highlightActiveLine, highlightActiveLineGutter, keymap, lineNumbers } from "@codemirror/view";
 import { yCollab } from "y-codemirror.next";
 import * as Y from "yjs";
@@ -17,15 +18,32 @@ import type { DocView } from "./open";
 import { watchPresence } from "./presence";
 import { openShared } from "./yjs";
 
-export function openText(host: HTMLElement, projectId: string, path: string): DocView {
+export interface TextOptions {
+  /** Extensions after the editor's own (commands, diagnostics, a language of its own). */
+  extensions?: Extension[];
+  /** Controls for the toolbar, before History. */
+  actions?: Node[];
+  /** A pane beside the editor, in place of the markdown preview. */
+  aside?: HTMLElement;
+  /** A class for the document's root element. */
+  kind?: string;
+}
+
+export interface TextView extends DocView {
+  /** The shared text, and the editor once the document is loaded. */
+  ytext: Y.Text;
+  editor: Promise<EditorView>;
+}
+
+export function openText(host: HTMLElement, projectId: string, path: string, options: TextOptions = {}): TextView {
   const shared = openShared(projectId, path);
   const ytext = shared.doc.getText("source");
-  const isMarkdown = /\.(md|markdown)$/i.test(path);
+  const isMarkdown = !options.aside && /\.(md|markdown)$/i.test(path);
   const people = h("div", { class: "presence", "aria-label": "People in this document" });
   const banner = h("div", { class: "banner-host" });
   const editorEl = h("div", { class: "editor", "data-testid": "editor" });
   const preview = h("article", { class: "preview markdown", "aria-label": "Preview", hidden: !isMarkdown });
-  const split = h("div", { class: `editor-split ${isMarkdown ? "with-preview" : ""}` }, editorEl, preview);
+  const split = h("div", { class: `editor-split ${isMarkdown || options.aside ? "with-preview" : ""}` }, editorEl, options.aside ?? preview);
   let historyView: DocView | null = null;
   const historyHost = h("div", { class: "history-host" });
   const toolbar = h("div", { class: "doc-toolbar" },
@@ -39,14 +57,17 @@ export function openText(host: HTMLElement, projectId: string, path: string): Do
         preview.hidden = !on;
         split.classList.toggle("with-preview", on);
       } }, icon("eye", 14), "Preview") : null,
+      options.actions,
       h("button", { class: "btn btn-ghost btn-sm", "aria-label": "History", "data-testid": "history-button", onclick: async () => {
         if (historyView) { historyView.destroy(); historyView = null; replace(historyHost); return; }
         historyView = (await import("./history")).openHistory(historyHost, projectId, path, ytext, () => { historyView?.destroy(); historyView = null; replace(historyHost); });
       } }, icon("history", 14), "History")));
-  replace(host, h("div", { class: "doc text-doc" }, toolbar, banner, historyHost, split));
+  replace(host, h("div", { class: `doc text-doc ${options.kind ?? ""}` }, toolbar, banner, historyHost, split));
 
   let view: EditorView | null = null;
   let destroyed = false;
+  let opened: (v: EditorView) => void = () => undefined;
+  const editor = new Promise<EditorView>((resolve) => { opened = resolve; });
   void (async () => {
     const [language] = await Promise.all([languageFor(path), shared.ready]);
     if (destroyed) return;
@@ -61,10 +82,12 @@ export function openText(host: HTMLElement, projectId: string, path: string): Do
           syntaxHighlighting(highlight), editorTheme, EditorView.lineWrapping, language,
           EditorView.contentAttributes.of({ "aria-label": `Editor for ${path}` }),
           yCollab(ytext, shared.provider.awareness),
+          options.extensions ?? [],
         ],
       }),
     });
     view.focus();
+    opened(view);
   })();
 
   watchPresence(shared, people);
@@ -101,6 +124,8 @@ export function openText(host: HTMLElement, projectId: string, path: string): Do
   });
 
   return {
+    ytext,
+    editor,
     destroy: () => {
       destroyed = true;
       clearTimeout(renderTimer);

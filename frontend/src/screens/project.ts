@@ -154,7 +154,9 @@ export class ProjectScreen {
               h("span", { class: `chev ${open ? "open" : ""}` }, icon("chevron", 12)), icon("folder", 15), h("span", { class: "tree-name" }, name))
           : h("a", { class: "tree-label", href: fileUrl(this.projectId, e.path), "aria-current": this.current === e.path ? "page" : null },
               h("span", { class: "chev" }), icon(fileIcon(e.path), 15), h("span", { class: "tree-name" }, name));
-        rows.push(h("div", { class: `tree-row ${this.current === e.path ? "active" : ""}`, role: "treeitem", "data-path": e.path, style: { paddingLeft: `${8 + depth * 14}px` } },
+        // A LaTeX build's outputs (collab/latex): folded like any folder, and dimmed.
+        const output = isDir && name === ".build";
+        rows.push(h("div", { class: ["tree-row", this.current === e.path && "active", output && "build-output"].filter(Boolean).join(" "), role: "treeitem", "data-path": e.path, title: output ? "LaTeX build output" : null, style: { paddingLeft: `${8 + depth * 14}px` } },
           label,
           h("span", { class: "tree-meta muted" }, isDir ? "" : formatBytes(e.size)),
           h("span", { class: "tree-actions" },
@@ -294,6 +296,7 @@ export class ProjectScreen {
 export function fileIcon(path: string): string {
   if (path.endsWith(".term")) return "terminal";
   if (path.endsWith(".ipynb")) return "notebook";
+  if (path.endsWith(".tex")) return "tex";
   if (/\.(png|jpe?g|gif|svg|webp)$/i.test(path)) return "image";
   return "file";
 }

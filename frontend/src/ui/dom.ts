@@ -56,6 +56,14 @@ const ICONS: Record<string, string> = {
   logout: "M15 4h4v16h-4M10 8l-4 4 4 4M6 12h11",
   image: "M4 5h16v14H4zM4 16l5-5 4 4 3-3 4 4M15 9h.01",
   more: "M5 12h.01M12 12h.01M19 12h.01",
+  minus: "M5 12h14",
+  check: "M5 12.5l4.5 4.5L19 7",
+  alert: "M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18zM12 7.5v5.5M12 16.5h.01",
+  warning: "M12 3.5 2.5 20h19zM12 9.5v4.5M12 17h.01",
+  box: "M3 7h13v10H3zM16 12h5M19 10l2 2-2 2",
+  locate: "M12 2.5v4M12 17.5v4M2.5 12h4M17.5 12h4M12 7a5 5 0 1 0 0 10 5 5 0 0 0 0-10z",
+  fit: "M4 9V4h5M20 9V4h-5M4 15v5h5M20 15v5h-5",
+  tex: "M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zM14 3v5h5M8.5 12h5M11 12v6",
 };
 
 export function icon(name: string, size = 16): SVGSVGElement {
