@@ -74,6 +74,15 @@ async def test_awareness_flood_is_closed_with_too_large_and_changes_nothing(serv
         assert 16 * 1024 * 1024 < len(flood) < server.services.settings.sync_max_document_bytes
         big = create_awareness_message(flood)
         assert await _closed_with(server, project, user.key, big) == 4413
+        # Announcing millions of entries but carrying two: refused by the count before
+        # any entry is read (a cap checked after reading them all would instead find the
+        # message malformed, and a flood would have cost the reading).
+        enc = Encoder()
+        enc.write_var_uint(10_000_000)
+        short = enc.to_bytes() + b"\x80\x80\x01\x01\x00" * 2
+        assert (
+            await _closed_with(server, project, user.key, create_awareness_message(short)) == 4413
+        )
         # A small message announcing more entries than the cap.
         many = create_awareness_message(_update([(1000 + i, 1, {}) for i in range(65)]))
         assert await _closed_with(server, project, user.key, many) == 4413
