@@ -17,7 +17,7 @@ from pycrdt import Doc, Text
 from collab.sync import kinds
 from tests.conftest import serve
 from tests.sync.conftest import project_file
-from tests.sync.yclient import YClient, connect, until
+from tests.sync.yclient import YClient, connect, until, until_equal
 
 
 def rewrite(path: Path, change: Callable[[str], str]) -> None:
@@ -98,8 +98,8 @@ async def test_text_rewritten_twenty_times_while_typing_loses_nothing(server, us
         await a.wait_acked()
         expected = "typed:" + typed + "\n"
         expected += "".join(f"line {k} changed on disk\n" for k in range(1, 21))
-        await until(lambda: str(a.text) == expected, timeout=30)
-        await until(lambda: path.read_text() == expected, timeout=30)
+        await until_equal(lambda: str(a.text), expected, timeout=30)
+        await until_equal(path.read_text, expected, timeout=30)
     assert len(typed) > 20
     assert await stored_text(server, "text") == expected
 

@@ -136,6 +136,15 @@ async def connect(
             await client.close()
 
 
+async def until_equal(value: Any, expected: Any, timeout: float = 15) -> None:
+    """`until` for an equality: a timeout shows what differs."""
+    try:
+        await until(lambda: value() == expected, timeout)
+    except AssertionError:
+        assert value() == expected
+        raise
+
+
 async def until(predicate: Any, timeout: float = 15) -> None:
     """Wait for a condition that another process or client makes true."""
     deadline = asyncio.get_running_loop().time() + timeout
