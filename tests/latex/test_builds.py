@@ -96,6 +96,38 @@ async def test_tex_cannot_read_outside_the_project(server, user, project):
     assert done["pdf"] is None
 
 
+async def test_shell_escape_and_writes_outside_the_project_do_nothing(
+    server, user, project, tmp_path
+):
+    """`\\write18` runs no command (shell escape is off), and TeX cannot open a file for
+    writing outside the project: the build stops there with the error on its line."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    outside.chmod(0o777)
+    doc = (
+        "\\documentclass{article}\n\\begin{document}\nHello.\n"
+        f"\\immediate\\write18{{touch {outside}/by-shell}}\n"
+        "\\immediate\\write18{touch by-shell-here}\n"
+        "\\newwrite\\out\n"
+        f"\\immediate\\openout\\out={outside}/by-tex.txt\n"
+        "\\immediate\\write\\out{written}\n\\immediate\\closeout\\out\n"
+        "\\end{document}\n"
+    )
+    put(server, project, "escape.tex", doc)
+    async with ws_connect(server, user.key) as ws:
+        build = (await ws.call("latex.build", _args(project, "escape.tex")))["result"]["build"]
+    done = await finished(server, project, "escape.tex", build)
+    assert done["status"] == "failed", dict(done)
+    assert any(
+        e["line"] == 7 and "can't write on file" in e["message"] and "by-tex.txt" in e["message"]
+        for e in done["errors"]
+    ), done["errors"]
+    assert list(outside.iterdir()) == []
+    # The shell commands came first (lines 4 and 5) and ran nowhere, in the project neither.
+    root = server.services.settings.projects_dir / str(project)
+    assert not list(root.rglob("by-shell*"))
+
+
 async def test_a_build_that_loops_forever_is_killed_at_the_timeout(server, user, project):
     object.__setattr__(server.services.settings, "latex_timeout_seconds", 3)
     put(server, project, "loop.tex", "\\def\\a{\\a}\\a\n")
