@@ -78,7 +78,7 @@ class Settings:
     # LaTeX builds (collab/latex, docs/operations.md): the time a build may take, how
     # long requests wait to merge into one build, and how many builds run at once.
     latex_timeout_seconds: int = 60
-    latex_merge_ms: int = 300
+    latex_merge_ms: int = 0
     latex_max_builds: int = 2
     # Project lifecycle (docs/operations.md).
     project_idle_seconds: int = 3600

@@ -1,7 +1,9 @@
 """LatexBuilds: the builds of every main file this process runs, and their rows in the
 `latex_builds` table. Requests that arrive while a build waits to start (the merge
-window, or a free build slot) join it, as CoCalc's aggregate does; a request during a
-running build cancels it and queues a new one; `stop` cancels without a new one."""
+window, or a free build slot) join it, as CoCalc's aggregate does. A request during a
+running build joins it too when nothing the build reads has changed since it started
+(two collaborators pressing Build together get one build, with no wait before it);
+otherwise it cancels the build and queues a new one. `stop` cancels without a new one."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ class _Job:
     requested_by: list[str]
     started: bool = False
     finishing: bool = False  # TeX is done; its result is being written
+    # The project's files as the build found them (files.sources), once `read` is set.
+    sources: frozenset[Any] | None = None
+    read: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -103,16 +108,11 @@ class LatexBuilds:
         async with self._locks.setdefault(key, asyncio.Lock()):
             job = self._jobs.get(key)
             if job is not None and not job.started:
-                if who not in job.requested_by:
-                    job.requested_by.append(who)
-                    await self.pool.execute(
-                        """UPDATE latex_builds SET requested_by = $3
-                           WHERE project_id = $1 AND path = $2""",
-                        project_id,
-                        path,
-                        job.requested_by,
-                    )
+                await self._join(key, job, who)
                 return {"build": job.build, "status": "queued"}
+            if job is not None and await self._unchanged(project_id, job):
+                await self._join(key, job, who)
+                return {"build": job.build, "status": "running"}
             if job is not None:
                 await self._cancel(job)
             build = await self.pool.fetchval(
@@ -132,6 +132,28 @@ class LatexBuilds:
             self._jobs[key] = job
             job.task = asyncio.create_task(self._run(key, job), name=f"latex-build-{build}")
             return {"build": build, "status": "queued"}
+
+    async def _join(self, key: Key, job: _Job, who: str) -> None:
+        if who not in job.requested_by:
+            job.requested_by.append(who)
+            await self.pool.execute(
+                """UPDATE latex_builds SET requested_by = $4
+                   WHERE project_id = $1 AND path = $2 AND build = $3""",
+                *key,
+                job.build,
+                job.requested_by,
+            )
+
+    async def _unchanged(self, project_id: UUID, job: _Job) -> bool:
+        """Whether the running build read the project as it is now (the last edits
+        written to their files first, as a build does)."""
+        await job.read.wait()
+        if job.sources is None or job.task is None or job.task.done():
+            return False
+        rooms = self._rooms()
+        if rooms is not None:
+            await rooms.flush_mirrors(project_id)
+        return await asyncio.to_thread(files.sources, job.directory) == job.sources
 
     async def stop(self, project_id: UUID, path: str) -> int | None:
         """Cancel the main file's build; its number, or None when none was under way (or
@@ -171,14 +193,19 @@ class LatexBuilds:
             log.exception("a LaTeX build failed", extra={"event": "latex.error"})
             await self._write_status(key, job, "failed", "the build failed on the server")
         finally:
+            job.read.set()  # whatever ended the build, nobody waits on it any more
             if self._jobs.get(key) is job:
                 del self._jobs[key]
 
     async def _build(self, project_id: UUID, path: str, job: _Job) -> runner.Outcome:
         rooms = self._rooms()
-        if rooms is not None:
-            # The last edits reach the file before TeX reads it.
-            await rooms.flush_mirrors(project_id)
+        try:
+            if rooms is not None:
+                # The last edits reach the file before TeX reads it.
+                await rooms.flush_mirrors(project_id)
+            job.sources = await asyncio.to_thread(files.sources, job.directory)
+        finally:
+            job.read.set()
         try:
             jail = await self.sandbox.jail(project_id, job.directory)
         except ApiError as err:

@@ -75,3 +75,29 @@ def file_head(root: Path, relative: str, size: int = 4096) -> str:
 def exists(root: Path, relative: str) -> bool:
     with open_inside(root, relative) as fd:
         return fd is not None
+
+
+# What a project may hold that no build reads: folders (besides the outputs) skipped by
+# `sources`, and the cap past which it gives up (None: "unknown, assume changed").
+_SKIPPED = frozenset({".git", "node_modules", "__pycache__", ".ipynb_checkpoints", ".venv"})
+_MAX_SOURCES = 20000
+
+
+def sources(root: Path) -> frozenset[tuple[str, int, int, int]] | None:
+    """What a build reads, as (path, inode, size, mtime) of every file of the project
+    outside build outputs: equal before and after means nothing a build could see has
+    changed (a file rewritten in place changes its mtime; a replaced one its inode).
+    Links are not followed. None for a project too large to tell."""
+    found: list[tuple[str, int, int, int]] = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != OUTPUT_DIR and d not in _SKIPPED]
+        for name in names:
+            full = os.path.join(folder, name)
+            try:
+                st = os.lstat(full)
+            except OSError:
+                continue
+            found.append((os.path.relpath(full, root), st.st_ino, st.st_size, st.st_mtime_ns))
+            if len(found) > _MAX_SOURCES:
+                return None
+    return frozenset(found)

@@ -5,6 +5,7 @@ timeout, merged requests, cancelling, and SyncTeX both ways."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 from typing import Any
@@ -161,6 +162,45 @@ async def test_two_requests_at_once_make_one_build_for_both(server, user, projec
     assert builds.runs == runs + 1
 
 
+async def test_requests_at_once_with_no_merge_wait_make_one_build(server, user, project):
+    """With no merge window the first request starts its build at once; the others,
+    arriving while it runs with nothing changed, join it."""
+    object.__setattr__(server.services.settings, "latex_merge_ms", 0)
+    put(server, project, "paper/main.tex", ARTICLE)
+    put(server, project, "paper/chapter.tex", CHAPTER)
+    builds = server.services.extra["latex"]
+    runs = builds.runs
+    async with contextlib.AsyncExitStack() as stack:
+        conns = [await stack.enter_async_context(ws_connect(server, user.key)) for _ in range(5)]
+        answers = await asyncio.gather(*(c.call("latex.build", _args(project)) for c in conns))
+    numbers = {a["result"]["build"] for a in answers}
+    assert len(numbers) == 1, answers
+    done = await finished(server, project, "paper/main.tex", numbers.pop())
+    assert done["status"] == "succeeded"
+    assert builds.runs == runs + 1
+
+
+async def test_an_edited_document_during_a_build_restarts_it(server, user, project):
+    """An edit through /yjs (not yet in the file) counts as a change: the build restarts
+    and the PDF has the edit."""
+    object.__setattr__(server.services.settings, "latex_merge_ms", 0)
+    put(server, project, "paper/main.tex", ARTICLE)
+    put(server, project, "paper/chapter.tex", CHAPTER)
+    async with (
+        ws_connect(server, user.key) as ws,
+        connect(server, project, "paper/chapter.tex", user.key) as doc,
+    ):
+        await asyncio.wait_for(doc.synced.wait(), 20)
+        first = (await ws.call("latex.build", _args(project)))["result"]["build"]
+        await _running(server, project, "paper/main.tex", first)
+        doc.text.insert(0, "Edited while building. ")
+        await doc.wait_acked()
+        second = (await ws.call("latex.build", _args(project)))["result"]
+        assert second["build"] == first + 1 and second["status"] == "queued"
+        done = await finished(server, project, "paper/main.tex", second["build"])
+    assert done["status"] == "succeeded"
+
+
 async def test_a_request_during_a_build_cancels_it_and_stop_cancels_without_a_new_one(
     server, user, project
 ):
@@ -169,8 +209,14 @@ async def test_a_request_during_a_build_cancels_it_and_stop_cancels_without_a_ne
     async with ws_connect(server, user.key) as ws:
         first = (await ws.call("latex.build", _args(project, "loop.tex")))["result"]["build"]
         await _running(server, project, "loop.tex", first)
+        # Nothing changed: the request joins the build under way.
+        again = (await ws.call("latex.build", _args(project, "loop.tex")))["result"]
+        assert again == {"path": "loop.tex", "build": first, "status": "running"}
+        # An edit since the build read its files: the request restarts it.
+        put(server, project, "loop.tex", "% edited\n\\def\\a{\\a}\\a\n")
         second = (await ws.call("latex.build", _args(project, "loop.tex")))["result"]["build"]
         assert second == first + 1
+        assert (await row(server, project, "loop.tex"))["build"] == second
         await _running(server, project, "loop.tex", second)
         stopped = await ws.call("latex.stop", _args(project, "loop.tex"))
         assert stopped["result"] == {"build": second, "status": "cancelled"}
