@@ -8,10 +8,20 @@ import contextlib
 import os
 import pwd
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
 
 PREFIX = "collab-p-"
+# useradd and userdel lock /etc/passwd and fail at once ("try again later") when another
+# holds it: serialised within the process, retried across processes.
+_ACCOUNTS = threading.Lock()
+_ATTEMPTS = 20
+# The users this process made (the test suite removes its own at the end, and only them:
+# another suite or server on the machine keeps its users).
+made: set[str] = set()
 
 
 class UserError(RuntimeError):
@@ -27,36 +37,61 @@ def ensure(project_id: UUID, uid_min: int, uid_max: int) -> pwd.struct_passwd:
     name = username(project_id)
     with contextlib.suppress(KeyError):
         return _checked(pwd.getpwnam(name), uid_min, uid_max)
-    result = subprocess.run(
-        [
-            "useradd",
-            "--no-create-home",
-            "--home-dir",
-            "/home/user",
-            "--shell",
-            "/bin/bash",
-            "--comment",
-            "collab project",
-            "--user-group",
-            "--key",
-            f"UID_MIN={uid_min}",
-            "--key",
-            f"UID_MAX={uid_max}",
-            "--key",
-            f"GID_MIN={uid_min}",
-            "--key",
-            f"GID_MAX={uid_max}",
-            name,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    command = [
+        "useradd",
+        "--no-create-home",
+        "--home-dir",
+        "/home/user",
+        "--shell",
+        "/bin/bash",
+        "--comment",
+        "collab project",
+        "--user-group",
+        "--key",
+        f"UID_MIN={uid_min}",
+        "--key",
+        f"UID_MAX={uid_max}",
+        "--key",
+        f"GID_MIN={uid_min}",
+        "--key",
+        f"GID_MAX={uid_max}",
+        name,
+    ]
+    stderr = _until(command, lambda: _exists(name))
+    made.add(name)
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        raise UserError(f"useradd {name} failed: {result.stderr.strip()}") from None
+        raise UserError(f"useradd {name} failed: {stderr}") from None
     return _checked(entry, uid_min, uid_max)
+
+
+def _exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _until(command: list[str], done: Callable[[], bool]) -> str:
+    """Run `command` until `done()` holds (another process holding the password file's
+    lock makes it fail at once); the last error text if it never did."""
+    stderr = ""
+    delay = 0.02
+    for _ in range(_ATTEMPTS):
+        with _ACCOUNTS:
+            if done():
+                return ""
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done():
+                return ""
+        stderr = result.stderr.strip()
+        if "try again" not in stderr and "lock" not in stderr:
+            break  # not another process's lock: retrying will not help
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    return stderr
 
 
 def remove(project_id: UUID) -> bool:
@@ -65,9 +100,9 @@ def remove(project_id: UUID) -> bool:
         pwd.getpwnam(name)
     except KeyError:
         return False
-    result = subprocess.run(["userdel", name], capture_output=True, text=True, check=False)
-    if result.returncode not in (0, 6):  # 6: no such user (removed meanwhile)
-        raise UserError(f"userdel {name} failed: {result.stderr.strip()}")
+    stderr = _until(["userdel", name], lambda: not _exists(name))
+    if _exists(name):
+        raise UserError(f"userdel {name} failed: {stderr}")
     return True
 
 
