@@ -36,6 +36,12 @@ _BIB_WARNING = re.compile(r"^Warning--(?P<msg>.*)$")
 _BIB_ERROR_LINE = re.compile(r"^(?P<msg>.*)---line (?P<line>\d+) of file (?P<file>\S+)$")
 _BIB_ERROR = re.compile(r"^(?P<msg>I (?:couldn't|found no) .*)$")
 _BIB_WARNING_LOC = re.compile(r"^--line (?P<line>\d+) of file (?P<file>\S+)$")
+# Biber's .blg: `[ms] Module.pm:line> LEVEL - message`. Its BibTeX reader names a
+# temporary UTF-8 copy of the data source, which the preceding "Found BibTeX data
+# source" line names.
+_BIBER = re.compile(r"^\[\d+\] [^>]*> (?P<level>WARN|ERROR) - (?P<msg>.*)$")
+_BIBER_SOURCE = re.compile(r"> INFO - Found BibTeX data source '(?P<file>[^']+)'$")
+_BIBER_AT = re.compile(r"^BibTeX subsystem: \S+?, line (?P<line>\d+), (?P<msg>.*)$")
 
 
 @dataclass
@@ -44,7 +50,7 @@ class Message:
     message: str
     file: str | None
     line: int | None
-    source: str = "tex"  # "tex" | "bibtex"
+    source: str = "tex"  # "tex" | "bibtex" | "biber"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,9 +169,11 @@ def parse_log(text: str, parsed: Parsed | None = None) -> Parsed:
 
 
 def parse_blg(text: str, parsed: Parsed | None = None) -> Parsed:
-    """The messages of a BibTeX log (.blg)."""
+    """The messages of a BibTeX or Biber log (.blg)."""
     parsed = parsed or Parsed([], [], [])
     lines = text.splitlines()
+    if lines and lines[0].startswith("[") and "This is Biber" in lines[0]:
+        return _parse_biber(lines, parsed)
     for i, line in enumerate(lines):
         warning = _BIB_WARNING.match(line)
         if warning:
@@ -190,6 +198,25 @@ def parse_blg(text: str, parsed: Parsed | None = None) -> Parsed:
         error = _BIB_ERROR.match(line)
         if error:
             parsed.add(Message("error", error.group("msg"), None, None, "bibtex"))
+    return parsed
+
+
+def _parse_biber(lines: list[str], parsed: Parsed) -> Parsed:
+    source: str | None = None
+    for line in lines:
+        found = _BIBER_SOURCE.search(line)
+        if found:
+            source = found.group("file")
+            continue
+        entry = _BIBER.match(line)
+        if entry is None:
+            continue
+        kind = "error" if entry.group("level") == "ERROR" else "warning"
+        message, file, at = entry.group("msg"), None, None
+        located = _BIBER_AT.match(message)
+        if located:
+            message, file, at = located.group("msg"), source, int(located.group("line"))
+        parsed.add(Message(kind, message, file, at, "biber"))
     return parsed
 
 

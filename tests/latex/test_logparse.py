@@ -1,6 +1,6 @@
 """The log parser on real logs made by TeX Live (tests/latex/logs/regenerate.sh builds
 them the way collab/latex/runner.py does): errors, warnings and bad boxes with the file
-and line they name, BibTeX's messages too."""
+and line they name, BibTeX's and Biber's messages too."""
 
 from __future__ import annotations
 
@@ -59,6 +59,18 @@ def test_bibtex_errors_and_warnings_from_the_blg():
     assert parsed.errors[0].message == "I was expecting a `,' or a `}'"
     assert [m.message for m in parsed.warnings] == [
         'I didn\'t find a database entry for "missingkey"'
+    ]
+
+
+def test_biber_errors_and_warnings_from_the_blg():
+    parsed = parse_blg((LOGS / "biber.blg").read_text())
+    assert [(m.file, m.line, m.source) for m in parsed.errors] == [("refs.bib", 9, "biber")]
+    assert parsed.errors[0].message.startswith('syntax error: found "title"')
+    assert parsed.warnings == []
+    warned = parse_blg((LOGS / "biberwarn.blg").read_text())
+    assert warned.errors == []
+    assert [(m.kind, m.file, m.message) for m in warned.warnings] == [
+        ("warning", None, "I didn't find a database entry for 'missingkey' (section 0)")
     ]
 
 

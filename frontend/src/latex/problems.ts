@@ -80,7 +80,7 @@ export function diagnosticsFor(doc: Text, problems: Problem[], path: string): Di
       from: line.from,
       to: line.to,
       severity: p.severity === "error" ? "error" : p.severity === "warning" ? "warning" : "info",
-      source: p.source === "bibtex" ? "BibTeX" : "LaTeX",
+      source: p.source === "bibtex" ? "BibTeX" : p.source === "biber" ? "Biber" : "LaTeX",
       message: p.message,
     });
   }
