@@ -1,11 +1,13 @@
 """Limits that hold: a memory hog's kernel is killed and reported dead while the server and
 other projects answer; a fork bomb stays inside its project; a disk fill stops at the
-quota. Real kernels, real shells, real cgroups (the server runs as root here)."""
+quota; a project's processes share one project's part of the CPU; open files stop at
+the limit. Real kernels, real shells, real cgroups (the server runs as root here)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +147,77 @@ async def test_a_disk_fill_in_the_kernels_connection_dir_stops_at_the_quota() ->
         sandbox = server.services.extra["sandbox"]
         await wait_for(lambda: project in sandbox._active, timeout=90, what="kernel started")
         await wait_for(lambda: project not in sandbox._active, timeout=90, what="fill stopped")
+
+
+_SPIN = (
+    "import time,sys; start,end=float(sys.argv[1]),float(sys.argv[2])\n"
+    "while time.time()<start: time.sleep(0.005)\n"
+    "t0=time.process_time()\n"
+    "while time.time()<end: pass\n"
+    "print(time.process_time()-t0)"
+)
+
+
+def _cpu_seconds(folder: Path, names: list[str]) -> list[float]:
+    return [float((folder / n).read_text()) for n in names]
+
+
+async def test_a_project_running_many_processes_gets_one_projects_share_of_the_cpu() -> None:
+    """Four spinners in one project and one in another, all on one core over the same
+    wall-clock window: the projects' cgroups share the core evenly (about 1/2 each), so
+    the lone spinner gets several times what each of the four does (1/5 each without)."""
+    async with sandbox_server("bwrap") as server:
+        user = await make_user(server)
+        many = await new_project(server, user, "many")
+        one = await new_project(server, user, "one")
+        for project in (many, one):
+            (project_dir(server, project) / "spin.py").write_text(_SPIN)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        # Both terminals must be running before the window opens.
+        begin = time.time() + 8
+        window = f"{begin} {begin + 4}"
+        spin = f"taskset -c 0 /usr/bin/python3 spin.py {window}"
+        await asyncio.gather(
+            run_in_terminal(
+                server,
+                user,
+                many,
+                f"for i in 1 2 3 4; do {spin} > a$i.txt & done; wait; touch done",
+            ),
+            run_in_terminal(server, user, one, f"{spin} > b1.txt; touch done"),
+        )
+        assert loop.time() - start < 8, "the terminals did not start before the window"
+        for project in (many, one):
+            done = project_dir(server, project) / "done"
+            await wait_for(done.exists, timeout=60, what="spinners done")
+        shared = _cpu_seconds(project_dir(server, many), [f"a{i}.txt" for i in range(1, 5)])
+        (alone,) = _cpu_seconds(project_dir(server, one), ["b1.txt"])
+        each = sum(shared) / len(shared)
+        assert alone > 2 * each, (alone, shared)
+
+
+async def test_open_files_stop_at_the_projects_limit() -> None:
+    async with sandbox_server("bwrap", sandbox_open_files=64) as server:
+        user = await make_user(server)
+        project = await new_project(server, user, "files")
+        probe = (
+            "import os,resource\n"
+            "fds=[]\n"
+            "try:\n"
+            "    while True: fds.append(os.open('/dev/null', os.O_RDONLY))\n"
+            "except OSError as e: opened, err = len(fds), e.errno\n"
+            "for fd in fds: os.close(fd)\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+            "try:\n"
+            "    resource.setrlimit(resource.RLIMIT_NOFILE, (hard * 4, hard * 4)); raised = 1\n"
+            "except (ValueError, OSError): raised = 0\n"
+            "open('nofile.txt', 'w').write(f'{opened} {err} {hard} {raised}')\n"
+        )
+        (project_dir(server, project) / "nofile.py").write_text(probe)
+        await run_in_terminal(server, user, project, "/usr/bin/python3 nofile.py")
+        out = project_dir(server, project) / "nofile.txt"
+        await wait_for(lambda: out.exists() and out.read_text().count(" ") == 3, what="probe")
+        opened, err, hard, raised = (int(x) for x in out.read_text().split())
+        assert opened < 64 and err == 24  # EMFILE
+        assert hard == 64 and raised == 0
