@@ -80,6 +80,7 @@ class Settings:
     latex_timeout_seconds: int = 60
     latex_merge_ms: int = 0
     latex_max_builds: int = 2
+    latex_max_pdf_bytes: int = 256 * 1024 * 1024
     # Project lifecycle (docs/operations.md).
     project_idle_seconds: int = 3600
     project_disk_quota_bytes: int = 1024 * 1024 * 1024

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from collab.db.errors import database_unavailable, unavailable
 from collab.errors import ApiError, valid_unicode
@@ -90,3 +92,23 @@ def api(endpoint: Endpoint) -> Endpoint:
 
     wrapped.__name__ = endpoint.__name__
     return wrapped
+
+
+class OpenFileResponse(FileResponse):
+    """Serves a file the route already opened safely (without following links) through its
+    descriptor's /proc name: what is sent is that file, whatever the path leads to by
+    the time the body is read. The descriptor is closed when the response ends."""
+
+    def __init__(self, fd: int, **kwargs: Any) -> None:
+        self.fd = fd
+        super().__init__(f"/proc/self/fd/{fd}", stat_result=os.fstat(fd), **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Never hand the server a path to open after this response returns.
+        extensions = {
+            k: v for k, v in scope.get("extensions", {}).items() if k != "http.response.pathsend"
+        }
+        try:
+            await super().__call__({**scope, "extensions": extensions}, receive, send)
+        finally:
+            os.close(self.fd)

@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-import os
 import secrets
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
 
 from collab.auth.identity import identify, origin_allowed
 from collab.errors import ApiError
 from collab.files import fsops, listing
 from collab.files.paths import checked, inside, project_root
-from collab.http import api, services
+from collab.http import OpenFileResponse, api, services
 from collab.projects import store
 from collab.web.headers import raw_headers
 
@@ -56,26 +53,6 @@ def _content_type(path: str) -> str:
     return kind
 
 
-class _OpenFileResponse(FileResponse):
-    """Serves a file the route already opened safely (fsops.open_regular) through its
-    descriptor's /proc name: what is sent is that file, whatever the path leads to by
-    the time the body is read. The descriptor is closed when the response ends."""
-
-    def __init__(self, fd: int, **kwargs: Any) -> None:
-        self.fd = fd
-        super().__init__(f"/proc/self/fd/{fd}", stat_result=os.fstat(fd), **kwargs)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Never hand the server a path to open after this response returns.
-        extensions = {
-            k: v for k, v in scope.get("extensions", {}).items() if k != "http.response.pathsend"
-        }
-        try:
-            await super().__call__({**scope, "extensions": extensions}, receive, send)
-        finally:
-            os.close(self.fd)
-
-
 async def _open_member_file(request: Request) -> tuple[str, int]:
     _, root, path, full = await _member_file(request)
     return path, await asyncio.to_thread(fsops.open_regular, root, full)
@@ -86,7 +63,7 @@ async def download(request: Request) -> Response:
     path, fd = await _open_member_file(request)
     name = path.rsplit("/", 1)[-1]
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-    return _OpenFileResponse(
+    return OpenFileResponse(
         fd,
         media_type=_content_type(name),
         headers={
@@ -100,7 +77,7 @@ async def download(request: Request) -> Response:
 @api
 async def raw(request: Request) -> Response:
     path, fd = await _open_member_file(request)
-    return _OpenFileResponse(fd, media_type=_content_type(path), headers=raw_headers())
+    return OpenFileResponse(fd, media_type=_content_type(path), headers=raw_headers())
 
 
 @api

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from collab.latex import files
 from collab.sync import paths
 
-_ROOT = re.compile(r"^\s*%\s*!\s*TeX\s+root\s*=\s*(\S.*?)\s*$", re.I | re.M)
+_ROOT = re.compile(r"%[ \t]*![ \t]*TeX[ \t]+root[ \t]*=[ \t]*(.+)", re.I)
 _DOCUMENTCLASS = re.compile(r"^[^%\n]*\\documentclass", re.M)
 MAX_CANDIDATES = 200
 HEAD = 64 * 1024
@@ -24,9 +24,9 @@ def find(root: Path, path: str) -> str:
     if _DOCUMENTCLASS.search(head):
         return path
     folder = PurePosixPath(path).parent
-    named = _ROOT.search(head)
+    named = magic(head, _ROOT)
     if named:
-        target = os.path.normpath(str(folder / named.group(1)))
+        target = os.path.normpath(str(folder / named))
         try:
             target = paths.normalize(target)
         except paths.BadPath:
@@ -38,6 +38,19 @@ def find(root: Path, path: str) -> str:
             if candidate != path and _inputs(root, candidate, path):
                 return candidate
     return path
+
+
+def magic(head: str, pattern: re.Pattern[str]) -> str | None:
+    """The value of the first `% !TeX key = value` comment `pattern` matches, read line
+    by line (a regex over the whole head that may cross lines takes quadratic time on a
+    file of blank lines, holding the GIL)."""
+    for line in head.splitlines():
+        text = line.strip()
+        if text.startswith("%"):
+            found = pattern.fullmatch(text)
+            if found:
+                return found.group(1).strip()
+    return None
 
 
 def _tex_files(root: Path, folder: PurePosixPath) -> list[str]:

@@ -4,6 +4,7 @@ members only, with an ETag so a preview refetches only a PDF that changed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path, PurePosixPath
 from uuid import UUID
@@ -14,23 +15,16 @@ from starlette.routing import Route
 
 from collab.auth.identity import identify, origin_allowed
 from collab.errors import ApiError
-from collab.http import api, services
+from collab.http import OpenFileResponse, api, services
 from collab.kernels.access import relative_path
 from collab.latex import files
 from collab.projects import store
 
 
-def _read(root: Path, relative: str) -> tuple[str, bytes | None] | None:
-    """(etag, content) of the file, or None when there is none."""
+def _open(root: Path, relative: str) -> int | None:
+    """A descriptor of the PDF (opened without following links), or None."""
     with files.open_inside(root, relative) as fd:
-        if fd is None:
-            return None
-        st = os.fstat(fd)
-        etag = f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
-        chunks = []
-        while chunk := os.read(fd, 1024 * 1024):
-            chunks.append(chunk)
-        return etag, b"".join(chunks)
+        return None if fd is None else os.dup(fd)
 
 
 def _matches(header: str | None, etag: str) -> bool:
@@ -56,21 +50,33 @@ async def latex_pdf(request: Request) -> Response:
     if await store.role(svc.pool, project_id, identity.account.account_id) is None:
         raise ApiError("forbidden", "you are not a member of this project", status=403)
     directory = store.project_dir(svc.settings.projects_dir, project_id)
-    found = await asyncio.to_thread(_read, directory, files.outputs(path, ".pdf"))
-    if found is None:
+    fd = await asyncio.to_thread(_open, directory, files.outputs(path, ".pdf"))
+    if fd is None:
         raise ApiError("no_pdf", "no PDF: build the file first", status=404)
-    etag, content = found
-    headers = {
-        "ETag": etag,
-        # Always revalidated: the PDF changes with every build.
-        "Cache-Control": "private, no-cache",
-        "X-Content-Type-Options": "nosniff",
-    }
-    if _matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
-    name = PurePosixPath(path).stem + ".pdf"
-    headers["Content-Disposition"] = f'inline; filename="{_quoted(name)}"'
-    return Response(content, media_type="application/pdf", headers=headers)
+    try:
+        st = os.fstat(fd)
+        limit = svc.settings.latex_max_pdf_bytes
+        if st.st_size > limit:
+            raise ApiError("too_large", f"the PDF is over {limit} bytes", status=413)
+        etag = f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+        headers = {
+            "ETag": etag,
+            # Always revalidated: the PDF changes with every build.
+            "Cache-Control": "private, no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Cross-Origin-Resource-Policy": "same-origin",
+        }
+        if _matches(request.headers.get("if-none-match"), etag):
+            os.close(fd)
+            return Response(status_code=304, headers=headers)
+        name = PurePosixPath(path).stem + ".pdf"
+        headers["Content-Disposition"] = f'inline; filename="{_quoted(name)}"'
+        # Streamed from the descriptor: a sparse file of any size costs no memory.
+        return OpenFileResponse(fd, media_type="application/pdf", headers=headers)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
 
 
 def _quoted(name: str) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from collab.latex import files
+from collab.latex import files, mainfile
 from collab.latex.logparse import Parsed, parse_blg, parse_log
 from collab.sandbox.jail import Jail
 
@@ -30,7 +30,7 @@ ENGINES = {
     "lualatex": ("-lualatex", "lualatex", "texlive-luatex"),
 }
 BASE_PACKAGES = "texlive-latex-base latexmk"
-_MAGIC = re.compile(r"^\s*%\s*!\s*TeX\s+(?:TS-)?program\s*=\s*([A-Za-z]+)", re.I | re.M)
+_MAGIC = re.compile(r"%[ \t]*![ \t]*TeX[ \t]+(?:TS-)?program[ \t]*=[ \t]*([A-Za-z]+)\b.*", re.I)
 
 # kpathsea reads these from the environment over texmf.cnf: `p` (paranoid) lets TeX open
 # files only under the current directory (no absolute paths, no `..`, no dot files), so
@@ -59,8 +59,8 @@ class Outcome:
 
 def engine_for(head: str) -> str:
     """The engine a `% !TEX program = …` comment names (pdflatex when there is none)."""
-    match = _MAGIC.search(head)
-    return match.group(1).lower() if match else "pdflatex"
+    named = mainfile.magic(head, _MAGIC)
+    return named.lower() if named else "pdflatex"
 
 
 def missing_tex(engine: str) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 from typing import Any
 from uuid import UUID
@@ -385,3 +386,27 @@ async def test_a_build_sees_edits_that_are_not_yet_mirrored_to_the_file(server, 
         done = await finished(server, project, "live.tex", build)
     assert done["status"] == "failed", dict(done)
     assert (done["errors"][0]["file"], done["errors"][0]["line"]) == ("live.tex", 3)
+
+
+async def test_a_huge_sparse_pdf_is_refused_and_a_large_one_streamed(server, user, project):
+    """The project's code can make `.build/x.pdf` a sparse file of any size: over the cap
+    it is refused; under it, it is streamed (never read whole into the server's memory)
+    with its Range and ETag answers."""
+    put(server, project, "big.tex", "x")
+    build = server.services.settings.projects_dir / str(project) / ".build"
+    build.mkdir()
+    pdf = build / "big.pdf"
+    pdf.touch()
+    os.truncate(pdf, 64 * 1024**3)
+    auth = {"Authorization": f"Bearer {user.key}"}
+    url = f"/api/projects/{project}/latex/pdf?path=big.tex"
+    async with server.client(headers=auth) as http:
+        r = await http.get(url)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+        os.truncate(pdf, 8 * 1024**2)
+        r = await http.get(url, headers={"Range": "bytes=0-9"})
+        assert r.status_code == 206 and r.content == b"\0" * 10
+        r = await http.get(url)
+        assert r.status_code == 200 and len(r.content) == 8 * 1024**2
+        again = await http.get(url, headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""

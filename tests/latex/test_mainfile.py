@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from collab.latex.mainfile import find
+from collab.latex.runner import engine_for
 
 MAIN = "\\documentclass{article}\n\\begin{document}\n\\include{%s}\n\\end{document}\n"
 
@@ -58,3 +61,22 @@ def test_a_main_file_behind_a_symlink_is_not_used(tmp_path):
     _write(project, {"p/c.tex": "chapter"})
     (project / "evil.tex").symlink_to(outside / "evil.tex")
     assert find(project, "p/c.tex") == "p/c.tex"
+
+
+@pytest.mark.timeout(30)
+def test_magic_comments_built_to_take_quadratic_time_are_read_in_one_pass(tmp_path):
+    """A `% !TeX root` line padded with 65,000 spaces, or a file of blank lines, took a
+    regex over the whole head about 85 s (holding the GIL, so the whole server stalled);
+    read line by line it is one pass."""
+    _write(
+        tmp_path,
+        {
+            "padded.tex": "% !TeX root = a" + " " * 65_000 + "b",
+            "blank.tex": "\n" * 60_000,
+            "main.tex": MAIN % "padded",
+        },
+    )
+    assert find(tmp_path, "padded.tex") == "main.tex"
+    assert find(tmp_path, "blank.tex") == "blank.tex"
+    assert engine_for("%" + " " * 4000 + "!") == "pdflatex"
+    assert engine_for("% !TEX TS-program = LuaLaTeX \n") == "lualatex"
