@@ -16,7 +16,6 @@ import ctypes
 import errno
 import functools
 import os
-import shutil
 import stat as stat_module
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,10 +116,47 @@ def delete(root: Path, target: Path) -> None:
         if st is None:
             raise FileNotFoundError(errno.ENOENT, "no such file")
         if stat_module.S_ISDIR(st.st_mode):
-            # With dir_fd, rmtree walks by descriptors and never follows a link.
-            shutil.rmtree(target.name, dir_fd=dir_fd)
+            _remove_tree(dir_fd, target.name)
         else:
             os.unlink(target.name, dir_fd=dir_fd)
+
+
+MAX_DEPTH = 256
+
+
+def _open_child_dir(dir_fd: int, name: str) -> int:
+    # O_NONBLOCK: a FIFO swapped in for the folder must fail the open, not block it
+    # (shutil.rmtree's plain open waited forever for a writer).
+    return os.open(name, _DIR_FLAGS | os.O_NONBLOCK, dir_fd=dir_fd)
+
+
+def _remove_tree(parent_fd: int, name: str) -> None:
+    """rm -r through descriptors, without recursion: a link or FIFO swapped in for a
+    folder fails the call (ELOOP, ENOTDIR), never leads elsewhere or blocks."""
+    stack = [(parent_fd, name, _open_child_dir(parent_fd, name))]
+    try:
+        while stack:
+            above, folder_name, fd = stack[-1]
+            inner = None
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        inner = entry.name
+                        break
+                    os.unlink(entry.name, dir_fd=fd)
+            if inner is not None:
+                if len(stack) >= MAX_DEPTH:
+                    raise ApiError(
+                        "bad_path", "the folder is nested too deeply: delete it from a terminal"
+                    )
+                stack.append((fd, inner, _open_child_dir(fd, inner)))
+                continue
+            stack.pop()
+            os.close(fd)
+            os.rmdir(folder_name, dir_fd=above)
+    finally:
+        for _, _, fd in stack:
+            os.close(fd)
 
 
 def open_regular(root: Path, target: Path) -> int:

@@ -31,12 +31,18 @@ def inside(root: Path, path: str, *, follow: bool = True) -> Path:
     """The file for `path` under `root`. With follow=False the last component is not
     resolved, so a symlink itself can be renamed or deleted (never what it points to)."""
     target = root / path
-    parent = target.parent.resolve()
+    try:
+        parent = target.parent.resolve()
+    except RuntimeError:  # a symlink loop
+        raise ApiError("bad_path", "the path goes round a loop of links") from None
     if not (parent == root or parent.is_relative_to(root)):
         raise ApiError("bad_path", "the path leaves the project")
     full = parent / target.name
     if follow:
-        resolved = full.resolve()
+        try:
+            resolved = full.resolve()
+        except RuntimeError:
+            raise ApiError("bad_path", "the path goes round a loop of links") from None
         if resolved == root or not resolved.is_relative_to(root):
             raise ApiError("bad_path", "the path leaves the project")
         return resolved

@@ -44,6 +44,26 @@ async def _member_file(request: Request, *, follow: bool = True) -> tuple[UUID, 
     return project_id, root, path, full
 
 
+# What /raw serves as its own type (images and media for outputs and markdown, PDFs,
+# text to read). Anything else, scripts and style sheets above all, goes as text/plain or
+# bytes: with nosniff a browser then refuses to run it as a script, a worker or a style
+# sheet even from the app's own origin.
+_RAW_TYPES = ("image/", "audio/", "video/")
+_RAW_EXACT = frozenset({"application/pdf", "text/plain", "text/csv", "text/html", "text/markdown"})
+
+
+def _raw_type(path: str) -> str:
+    kind = _content_type(path)
+    bare = kind.split(";")[0]
+    if bare.startswith(_RAW_TYPES) or bare in _RAW_EXACT:
+        return kind
+    return (
+        "text/plain; charset=utf-8"
+        if bare.startswith("text/") or "charset" in kind
+        else ("application/octet-stream")
+    )
+
+
 def _content_type(path: str) -> str:
     kind, _ = mimetypes.guess_type(path)
     if kind is None:
@@ -77,7 +97,7 @@ async def download(request: Request) -> Response:
 @api
 async def raw(request: Request) -> Response:
     path, fd = await _open_member_file(request)
-    return OpenFileResponse(fd, media_type=_content_type(path), headers=raw_headers())
+    return OpenFileResponse(fd, media_type=_raw_type(path), headers=raw_headers())
 
 
 @api

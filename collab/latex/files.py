@@ -80,24 +80,40 @@ def exists(root: Path, relative: str) -> bool:
 # What a project may hold that no build reads: folders (besides the outputs) skipped by
 # `sources`, and the cap past which it gives up (None: "unknown, assume changed").
 _SKIPPED = frozenset({".git", "node_modules", "__pycache__", ".ipynb_checkpoints", ".venv"})
-_MAX_SOURCES = 20000
+_MAX_SOURCES = 20000  # files and folders
+_MAX_DEPTH = 64
 
 
 def sources(root: Path) -> frozenset[tuple[str, int, int, int]] | None:
     """What a build reads, as (path, inode, size, mtime) of every file of the project
     outside build outputs: equal before and after means nothing a build could see has
     changed (a file rewritten in place changes its mtime; a replaced one its inode).
-    Links are not followed. None for a project too large to tell."""
+    Links are not followed. None ("unknown") for a project too large or too deep to tell
+    quickly: then a request restarts the build, as it would without this check."""
     found: list[tuple[str, int, int, int]] = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d != OUTPUT_DIR and d not in _SKIPPED]
-        for name in names:
-            full = os.path.join(folder, name)
-            try:
-                st = os.lstat(full)
-            except OSError:
-                continue
-            found.append((os.path.relpath(full, root), st.st_ino, st.st_size, st.st_mtime_ns))
-            if len(found) > _MAX_SOURCES:
-                return None
+    entries = 0
+    folders = [("", 0)]
+    while folders:
+        folder, depth = folders.pop()
+        try:
+            listing = os.scandir(os.path.join(root, folder))
+        except OSError:
+            continue
+        with listing:
+            for entry in listing:
+                entries += 1
+                if entries > _MAX_SOURCES:
+                    return None
+                rel = f"{folder}/{entry.name}" if folder else entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name != OUTPUT_DIR and entry.name not in _SKIPPED:
+                            if depth >= _MAX_DEPTH:
+                                return None
+                            folders.append((rel, depth + 1))
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                found.append((rel, st.st_ino, st.st_size, st.st_mtime_ns))
     return frozenset(found)

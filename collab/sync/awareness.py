@@ -7,6 +7,7 @@ over someone else's presence."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,20 @@ from collab.sync.client import Client
 from collab.sync.protocol import ProtocolError
 
 _SWEEP_SECONDS = 60.0
+# Editors paste a cursor's colours into style attributes (y-codemirror.next): anything
+# but a hex colour could restyle or cover a collaborator's page.
+_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
+_COLOR_FIELDS = ("color", "colorLight")
+
+
+def _safe_user_fields(user: Any) -> dict[str, Any]:
+    if not isinstance(user, dict):
+        return {}
+    return {
+        key: value
+        for key, value in user.items()
+        if key not in _COLOR_FIELDS or (isinstance(value, str) and _COLOR.fullmatch(value))
+    }
 
 
 class PresenceTooLarge(Exception):
@@ -131,7 +146,7 @@ class Presence:
             if state is not None:
                 user = state.get("user")
                 state["user"] = {
-                    **(user if isinstance(user, dict) else {}),
+                    **_safe_user_fields(user),
                     "name": client.name,
                     "account_id": str(client.account_id),
                 }

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from collab.latex.files import sources
 from collab.latex.mainfile import find
 from collab.latex.runner import engine_for
 
@@ -80,3 +81,17 @@ def test_magic_comments_built_to_take_quadratic_time_are_read_in_one_pass(tmp_pa
     assert find(tmp_path, "blank.tex") == "blank.tex"
     assert engine_for("%" + " " * 4000 + "!") == "pdflatex"
     assert engine_for("% !TEX TS-program = LuaLaTeX \n") == "lualatex"
+
+
+def test_the_sources_of_a_build_are_every_file_but_outputs_and_bounded(tmp_path):
+    _write(tmp_path, {"main.tex": "x", "ch/one.tex": "y", ".build/main.pdf": "z"})
+    (tmp_path / "link.tex").symlink_to("/etc/passwd")
+    seen = sources(tmp_path)
+    assert seen is not None
+    assert sorted(p for p, *_ in seen) == ["ch/one.tex", "link.tex", "main.tex"]
+    assert sources(tmp_path) == seen
+    (tmp_path / "ch" / "one.tex").write_text("changed")
+    assert sources(tmp_path) != seen
+    # Too deep to walk quickly (a recursive walk also raised RecursionError): unknown.
+    (tmp_path / "/".join(["d"] * 70)).mkdir(parents=True)
+    assert sources(tmp_path) is None

@@ -5,6 +5,7 @@ sent. And what the server makes in a project belongs to the project's user."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -13,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from collab.files import calls, paths, routes
+from collab.errors import ApiError
+from collab.files import calls, fsops, paths, routes
 from tests.conftest import Served, make_user, ws_connect
 
 SECRET = b"server secret\n"
@@ -152,3 +154,78 @@ async def test_file_calls_still_work_through_a_link_inside_the_project(server: S
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
         r = await http.put(f"/api/projects/{pid}/upload/real", content=b"x", headers=auth)
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_path"
+        (root / "loop1").symlink_to("loop2")
+        (root / "loop2").symlink_to("loop1")
+        for url in (f"/raw/{pid}/loop1", f"/raw/{pid}/loop1/x.png"):
+            r = await http.get(url, headers=auth)
+            assert r.status_code in (400, 404) and r.json()["error"]["code"] in (
+                "bad_path",
+                "not_found",
+            ), (url, r.text)
+
+
+@pytest.mark.timeout(60)
+def test_deleting_a_folder_whose_subfolder_becomes_a_fifo_fails_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = (tmp_path / "project").resolve()
+    (root / "victim" / "d0" / "deeper").mkdir(parents=True)
+    (root / "victim" / "keep.txt").write_text("x")
+    real = fsops._open_child_dir
+
+    def swapped(dir_fd: int, name: str) -> int:
+        if name == "d0":  # listed as a folder, a FIFO by the time it is opened
+            shutil.rmtree(root / "victim" / "d0")
+            os.mkfifo(root / "victim" / "d0")
+        return real(dir_fd, name)
+
+    monkeypatch.setattr(fsops, "_open_child_dir", swapped)
+    with pytest.raises(OSError) as err:
+        fsops.delete(root, root / "victim")
+    assert err.value.errno == errno.ENOTDIR
+
+
+def test_deep_folders_are_deleted_without_recursion_and_too_deep_ones_refused(
+    tmp_path: Path,
+) -> None:
+    root = (tmp_path / "project").resolve()
+    for name, depth in (("ok", fsops.MAX_DEPTH - 1), ("deep", fsops.MAX_DEPTH + 5)):
+        (root / name / "/".join(["d"] * depth)).mkdir(parents=True)
+        (root / name / "/".join(["d"] * depth) / "leaf.txt").write_text("x")
+    fsops.delete(root, root / "ok")
+    assert not (root / "ok").exists()
+    with pytest.raises(ApiError) as refused:
+        fsops.delete(root, root / "deep")
+    assert refused.value.code == "bad_path"
+
+
+async def test_raw_files_that_a_browser_could_run_are_served_as_text(server: Served) -> None:
+    """A script or style sheet in a project, loaded by `<script src=/raw/…>` from the
+    app's origin, would run there; /raw names them text/plain (nosniff then refuses to
+    run them) and keeps images, PDFs and text as they are."""
+    ada = await make_user(server, "ada@example.com", "Ada")
+    auth = {"Authorization": f"Bearer {ada.key}"}
+    async with ws_connect(server, ada.key) as ws:
+        made = await ws.request({"query": {"projects": {"title": "P"}}})
+        pid = made["result"]["projects"]["project_id"]
+    root = server.services.settings.projects_dir / pid
+    expected = {
+        "evil.js": "text/plain; charset=utf-8",
+        "evil.mjs": "text/plain; charset=utf-8",
+        "evil.css": "text/plain; charset=utf-8",
+        "page.xhtml": "application/octet-stream",
+        "mod.wasm": "application/octet-stream",
+        "plot.png": "image/png",
+        "fig.svg": "image/svg+xml",
+        "paper.pdf": "application/pdf",
+        "notes.txt": "text/plain; charset=utf-8",
+    }
+    async with server.client() as http:
+        for name, kind in expected.items():
+            (root / name).write_bytes(b"x")
+            r = await http.get(f"/raw/{pid}/{name}", headers=auth)
+            assert r.status_code == 200, name
+            assert r.headers["content-type"] == kind, name
+            assert r.headers["x-content-type-options"] == "nosniff"
+        r = await http.get(f"/api/projects/{pid}/download/evil.js", headers=auth)
+        assert r.headers["content-disposition"].startswith("attachment")

@@ -134,6 +134,18 @@ async def test_normal_awareness_update_is_relayed_to_a_yjs_client(server, user, 
         local.set_local_state_field("cursor", {"anchor": 5})
         await editor.send_awareness(local.encode_awareness_update([local.client_id]))
         await until(lambda: _view(observer)[local.client_id]["cursor"] == {"anchor": 5})
+        # Colours go into collaborators' style attributes: only hex colours pass.
+        overlay = "red;position:fixed;inset:0;z-index:99999;background:url(data:x)"
+        local.set_local_state_field(
+            "user", {"name": "me", "color": overlay, "colorLight": "#30bced33"}
+        )
+        await editor.send_awareness(local.encode_awareness_update([local.client_id]))
+        await until(lambda: "color" not in _view(observer)[local.client_id]["user"])
+        assert _view(observer)[local.client_id]["user"] == {
+            "name": "Test User",
+            "colorLight": "#30bced33",
+            "account_id": user.account_id,
+        }
 
 
 async def test_live_awareness_id_cannot_be_squatted_by_another_member(server, user, project):

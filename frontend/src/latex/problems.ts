@@ -44,8 +44,10 @@ export function count(problems: Problem[], severity: Severity): number {
 }
 
 /** A file the app can open: a project path, not one of the distribution's files. */
+/** A project path to open: not the distribution's files (absolute) and nothing that
+ * climbs out of the project (a log can name `../../x`). */
 export function inProject(file: string | null): file is string {
-  return file !== null && !file.startsWith("/");
+  return file !== null && file !== "" && !file.startsWith("/") && !file.split("/").some((part) => part === ".." || part === ".");
 }
 
 const LABELS: Record<Severity, string> = { error: "Error", warning: "Warning", badbox: "Bad box" };
