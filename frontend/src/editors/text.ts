@@ -87,6 +87,7 @@ export function openText(host: HTMLElement, projectId: string, path: string, opt
       }),
     });
     view.focus();
+    performance.mark("collab:editor");
     opened(view);
   })();
 

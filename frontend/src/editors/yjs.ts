@@ -48,22 +48,77 @@ function dominates(now: Map<number, number>, before: Map<number, number>): boole
   return true;
 }
 
-/** `doc` lets a model that makes its own Y.Doc (jupyter-ydoc's YNotebook) be the one shared. */
-export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.Doc()): SharedDoc {
+// Documents opened ahead of their editor (a deep link's first load): the local copy and
+// the /yjs connection start while CodeMirror is still loading, and the editor takes them.
+const warm = new Map<string, { shared: SharedDoc; timer: number }>();
+const WARM_MS = 15000;
+// Keys with an editor open now: never opened a second time ahead of it.
+const live = new Set<string>();
+
+/** Start opening a text document before its editor exists (unclaimed ones are dropped). */
+export function prewarm(projectId: string, path: string): void {
   const key = `collab:${projectId}:${path}`;
+  if (warm.has(key) || live.has(key)) return;
+  const shared = openShared(projectId, path);
+  const timer = window.setTimeout(() => { if (warm.get(key)?.shared === shared) { warm.delete(key); shared.destroy(); } }, WARM_MS);
+  warm.set(key, { shared, timer });
+}
+
+/** `doc` lets a model that makes its own Y.Doc (jupyter-ydoc's YNotebook) be the one shared. */
+export function openShared(projectId: string, path: string, doc?: Y.Doc): SharedDoc {
+  const key = `collab:${projectId}:${path}`;
+  const early = doc ? undefined : warm.get(key);
+  if (early) {
+    warm.delete(key);
+    clearTimeout(early.timer);
+    live.add(key);
+    return early.shared;
+  }
+  if (!doc) live.add(key);
+  doc ??= new Y.Doc();
   const local = new IndexeddbPersistence(key, doc);
   const room = path.split("/").map(encodeURIComponent).join("/");
   // Counts the sync step-2 and update messages sent on the current socket, which the
   // server's acknowledgements (?acks=1, message type 8) count too.
   const sent = { n: 0, acked: 0 };
+  // The socket opens while the local copy is still loading from IndexedDB (a cold load
+  // would otherwise wait for both in turn). Until the copy is loaded, what the server
+  // sends waits; until the server's state vector is checked (its sync step 1, below),
+  // this client's content (sync step 2 and updates) waits, so nothing local reaches a
+  // server it must not merge into. Its own step 1 (a state vector) goes at once, so the
+  // server's answer is already here when the copy is loaded.
+  let localLoaded = false;
   class CountingWebSocket extends WebSocket {
+    private held: MessageEvent[] = [];
+    private outgoing: (string | ArrayBufferLike | Blob | ArrayBufferView)[] | null = [];
+    private handler: ((ev: MessageEvent) => void) | null = null;
     constructor(url: string | URL, protocols?: string | string[]) {
       super(url, protocols);
       sent.n = 0;
       sent.acked = 0;
+      super.onmessage = (ev: MessageEvent) => {
+        if (!localLoaded || this.held.length) this.held.push(ev);
+        else this.handler?.(ev);
+      };
+    }
+    // y-websocket sets `onmessage`; it receives the messages once the local copy is in.
+    set onmessage(fn: ((ev: MessageEvent) => void) | null) { this.handler = fn; }
+    get onmessage(): ((ev: MessageEvent) => void) | null { return this.handler; }
+    /** The local copy is loaded: hand over what arrived meanwhile. */
+    deliver(): void {
+      while (this.held.length && this.readyState === WebSocket.OPEN) this.handler?.(this.held.shift()!);
+      this.held = [];
+    }
+    /** The server's state vector passed the check: send what waited, in order. */
+    release(): void {
+      const queued = this.outgoing;
+      this.outgoing = null;
+      for (const data of queued ?? []) this.send(data);
     }
     send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
-      if (data instanceof Uint8Array && data[0] === 0 && (data[1] === 1 || data[1] === 2)) sent.n++;
+      const content = data instanceof Uint8Array && data[0] === 0 && (data[1] === 1 || data[1] === 2);
+      if (content && this.outgoing) { this.outgoing.push(data); return; }
+      if (content) sent.n++;
       super.send(data as ArrayBuffer);
     }
   }
@@ -101,6 +156,7 @@ export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.D
       }
       void local.set(SERVER_SV, Y.encodeStateVector(sv) as unknown as ArrayBuffer);
       storedSv = sv;
+      (prov.ws as CountingWebSocket | null)?.release();
     }
     syncHandler(encoder, decoder, prov, emitSynced, type);
   };
@@ -126,13 +182,17 @@ export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.D
     window.dispatchEvent(new CustomEvent<DocRelocated>(DOC_RELOCATED, { detail: { projectId, path, to } }));
   });
 
+  const savedSv = local.get(SERVER_SV) as Promise<Uint8Array | undefined>;
   const ready = local.whenSynced.then(async () => {
+    performance.mark("collab:idb-ready");
     const moved = carried.get(key);
     if (moved) { carried.delete(key); Y.applyUpdate(doc, moved); }
-    const raw = (await local.get(SERVER_SV)) as Uint8Array | undefined;
+    const raw = await savedSv;
     if (raw instanceof Uint8Array) storedSv = Y.decodeStateVector(raw);
-    if (navigator.onLine) provider.connect();
+    localLoaded = true;
+    (provider.ws as CountingWebSocket | null)?.deliver();
   });
+  if (navigator.onLine) provider.connect();
 
   // A socket that went offline may look open for a long while: drop it at once, and come
   // back as soon as the browser is online again instead of waiting for a backoff.
@@ -144,7 +204,8 @@ export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.D
   // A document detached on purpose (mismatch) is no connection trouble.
   const status = (s: ConnectionState) => reportDocState(key, mismatch ? null : s);
   provider.on("status", ({ status: st }) => status(st === "connected" ? "connected" : navigator.onLine ? "reconnecting" : "offline"));
-  provider.on("sync", (synced: boolean) => { if (synced) status("connected"); });
+  provider.on("sync", (synced: boolean) => { if (synced) { performance.mark("collab:yjs-synced"); status("connected"); } });
+  provider.on("status", ({ status: st }) => { if (st === "connected") performance.mark("collab:yjs-open"); });
 
   return {
     doc,
@@ -162,6 +223,7 @@ export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.D
       ackWaiters.add(check);
     }),
     destroy: () => {
+      live.delete(key);
       window.removeEventListener("offline", goOffline);
       window.removeEventListener("online", goOnline);
       reportDocState(key, null);
