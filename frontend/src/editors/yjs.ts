@@ -8,7 +8,7 @@ import { IndexeddbPersistence } from "y-indexeddb";
 import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
 import type { ConnectionState } from "../api/ws";
-import { DOC_RELOCATED, type DocRelocated } from "./relocated";
+import { ACCESS_LOST, DOC_RELOCATED, type DocRelocated } from "./relocated";
 import { session } from "../session";
 import { colorFor } from "../ui/dom";
 import { reportDocState } from "../ui/shell";
@@ -17,6 +17,8 @@ const SERVER_SV = "server-state-vector";
 // Close codes of a document whose file was renamed (reason: the new path) or deleted.
 const CLOSE_MOVED = 4409;
 const CLOSE_DELETED = 4410;
+// No longer a member of the document's project (removed by its owner).
+const CLOSE_ACCESS_LOST = 4403;
 
 
 // A moved document's state, by its new key: edits the server refused at the old name
@@ -135,6 +137,7 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
     colorLight: colorFor(account.account_id) + "33",
   });
   let mismatch = false;
+  let detached = false;
   const mismatchListeners: (() => void)[] = [];
   let storedSv: Map<number, number> | null = null;
 
@@ -175,6 +178,14 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
 
   // Moved or deleted: never reconnect to the old name (that would recreate the file).
   provider.on("connection-close", (ev: CloseEvent | null) => {
+    if (ev?.code === CLOSE_ACCESS_LOST) {
+      // Reconnecting would be refused the same way: stop, and let the screen say why.
+      provider.shouldConnect = false;
+      detached = true;
+      reportDocState(key, null);
+      window.dispatchEvent(new CustomEvent(ACCESS_LOST, { detail: { projectId } }));
+      return;
+    }
     if (!ev || (ev.code !== CLOSE_MOVED && ev.code !== CLOSE_DELETED)) return;
     provider.shouldConnect = false;
     const to = ev.code === CLOSE_MOVED && ev.reason ? ev.reason : null;
@@ -201,8 +212,8 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
   window.addEventListener("offline", goOffline);
   window.addEventListener("online", goOnline);
 
-  // A document detached on purpose (mismatch) is no connection trouble.
-  const status = (s: ConnectionState) => reportDocState(key, mismatch ? null : s);
+  // A document detached on purpose (mismatch, access lost, closed) is no connection trouble.
+  const status = (s: ConnectionState) => reportDocState(key, mismatch || detached ? null : s);
   provider.on("status", ({ status: st }) => status(st === "connected" ? "connected" : navigator.onLine ? "reconnecting" : "offline"));
   provider.on("sync", (synced: boolean) => { if (synced) { performance.mark("collab:yjs-synced"); status("connected"); } });
   provider.on("status", ({ status: st }) => { if (st === "connected") performance.mark("collab:yjs-open"); });
@@ -223,6 +234,7 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
       ackWaiters.add(check);
     }),
     destroy: () => {
+      detached = true;
       live.delete(key);
       window.removeEventListener("offline", goOffline);
       window.removeEventListener("online", goOnline);

@@ -8,7 +8,7 @@ import { session } from "../session";
 import { avatar, confirm, formatBytes, h, icon, prompt, replace, toast } from "../ui/dom";
 import { shell } from "../ui/shell";
 import { type DocView, openDocument } from "../editors/open";
-import { DOC_RELOCATED, type DocRelocated } from "../editors/relocated";
+import { ACCESS_LOST, DOC_RELOCATED, type DocRelocated } from "../editors/relocated";
 import { lifecycleButtons, PROJECT_FIELDS, renameProject, stateBadge } from "./projects";
 import { joinProject, type Online, onlineFeed, onlineLabel } from "./presence";
 import { sharePanel } from "./share";
@@ -74,7 +74,9 @@ export class ProjectScreen {
 
     this.feeds.push(
       liveRows(client, { projects: [{ ...PROJECT_FIELDS, project_id: projectId }] }, (r) => String(r.project_id), (rows) => {
+        const had = this.project !== null;
         this.project = rows.get(projectId) ?? null;
+        if (had && !this.project) this.accessLost();
         this.renderHeader();
       }, (err) => this.refused(err)),
       liveRows(client, { files: [{ project_id: projectId, path: null, kind: null, size: null, modified: null }] }, (r) => String(r.path), (rows) => {
@@ -95,6 +97,7 @@ export class ProjectScreen {
     this.leave = joinProject(client, projectId);
     client.call("files.scan", { project_id: projectId }).catch((err) => this.refused(err));
     window.addEventListener(DOC_RELOCATED, this.onRelocated);
+    window.addEventListener(ACCESS_LOST, this.onAccessLost);
     this.show(path);
   }
 
@@ -114,6 +117,17 @@ export class ProjectScreen {
     else this.renderTabs();
   };
 
+  private onAccessLost = (ev: Event): void => {
+    if ((ev as CustomEvent<{ projectId: string }>).detail.projectId === this.projectId) this.accessLost();
+  };
+
+  /** Removed from the project (or it was deleted): close what is open and say so. */
+  private accessLost(): void {
+    this.view?.destroy();
+    this.view = null;
+    this.refused(new ApiError("forbidden", "no longer a member"));
+  }
+
   private refused(err: ApiError): void {
     if (err.code === "forbidden") {
       this.crumbTitle.textContent = "No access";
@@ -131,6 +145,7 @@ export class ProjectScreen {
 
   cleanup(): void {
     window.removeEventListener(DOC_RELOCATED, this.onRelocated);
+    window.removeEventListener(ACCESS_LOST, this.onAccessLost);
     for (const f of this.feeds) f.cancel();
     this.leave();
     this.view?.destroy();
