@@ -239,7 +239,7 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.to_thread(doc.write_text, "# bench\n\n" + "Some text to load.\n" * 200)
 
             loads = []
-            for _ in range(3 if args.quick else 7):
+            for _ in range(args.loads or (3 if args.quick else 7)):
                 ctx = await context(browser, base, ada_cookie)
                 p = await ctx.new_page()
                 await p.goto(f"/projects/{pid}/files/notes.md")
@@ -313,6 +313,7 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer loads and keystrokes")
+    parser.add_argument("--loads", type=int, default=0, help="cold loads to measure")
     parser.add_argument(
         "--waterfall", action="store_true", help="print every cold load's requests and marks"
     )
