@@ -15,6 +15,7 @@ import pytest
 from collab.config import Settings
 from tests.conftest import make_user, ws_connect
 from tests.projects.conftest import new_project
+from tests.sync.processes import ServerProcess, free_port
 from tests.sync.yclient import connect
 from tests.tables.conftest import FeedReader, remove_member
 
@@ -163,3 +164,40 @@ async def test_a_process_that_stops_heartbeating_loses_its_rows(server, user) ->
             )
             == 0
         )
+
+
+async def test_presence_through_another_process_and_its_crash(
+    server, user, settings, tmp_path
+) -> None:
+    """Grace is connected through a second, real, server process: Ada's feed on the first
+    sees her online; the second process is killed (-9, no clean-up), and the first one
+    expires its rows, so she goes offline without anyone closing anything."""
+    grace = await make_user(server, name="Grace")
+    project = await new_project(server, user, grace)
+    other = ServerProcess(
+        settings.data_dir,
+        settings.database_url,
+        free_port(),
+        tmp_path / "b.log",
+        env={"COLLAB_PRESENCE_HEARTBEAT_SECONDS": "1", "COLLAB_PRESENCE_EXPIRY_SECONDS": "3"},
+    )
+    await other.start()
+    try:
+        async with ws_connect(server, user.key) as ws:
+            feed = FeedReader(ws)
+            await feed.subscribe(query(project))
+            mine = str(server.services.extra["presence"].process_id)
+            async with connect(other, project, "far.md", grace.key) as doc:
+                await asyncio.wait_for(doc.synced.wait(), 20)
+                got = await feed.until(lambda e: online(e, grace.account_id))
+                row = got[-1]["new_val"]
+                assert row["paths"] == ["far.md"]
+                process = await server.services.pool.fetchval(
+                    "SELECT process_id FROM project_presence WHERE account_id = $1",
+                    UUID(grace.account_id),
+                )
+                assert str(process) != mine
+                await asyncio.to_thread(other.kill9)
+                await feed.until(lambda e: offline(e, grace.account_id), timeout=30)
+    finally:
+        await asyncio.to_thread(other.stop)
