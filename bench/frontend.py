@@ -84,6 +84,23 @@ new MutationObserver(() => {
 """
 
 
+# Every request of the page (documents, scripts, styles, sockets are not resource
+# entries, so the app's own marks of when /ws and /yjs opened are added).
+WATERFALL = """
+[...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")]
+  .map((e) => [e.name.replace(location.origin, ""), e.startTime, e.responseEnd, e.transferSize || 0])
+  .concat(performance.getEntriesByType("mark").map((m) => [m.name, m.startTime, m.startTime, 0]))
+  .sort((a, b) => a[1] - b[1])
+"""
+
+
+def print_waterfall(entries: list[list[Any]], loaded: float) -> None:
+    print(f"-- load: {loaded:.0f} ms")
+    for name, start, end, size in entries:
+        bar = f"{start:7.0f} → {end:7.0f} ms" if end != start else f"{start:7.0f}   (mark)  "
+        print(f"   {bar}  {size / 1024:7.1f} KiB  {str(name)[:90]}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -222,12 +239,14 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.to_thread(doc.write_text, "# bench\n\n" + "Some text to load.\n" * 200)
 
             loads = []
-            for _ in range(3 if args.quick else 7):
+            for _ in range(args.loads or (3 if args.quick else 7)):
                 ctx = await context(browser, base, ada_cookie)
                 p = await ctx.new_page()
                 await p.goto(f"/projects/{pid}/files/notes.md")
                 await p.wait_for_function("() => window.benchLoaded !== undefined", timeout=30000)
                 loads.append(await p.evaluate("window.benchLoaded"))
+                if args.waterfall:
+                    print_waterfall(await p.evaluate(WATERFALL), loads[-1])
                 await ctx.close()
 
             a_ctx = await context(browser, base, ada_cookie)
@@ -287,11 +306,17 @@ async def run(args: argparse.Namespace) -> None:
     for name, v1, v2, target in rows:
         print(f"{name:<{width}}  {v1:>14}  {v2:>12}  {target}")
     print(f"({len(app)} / {len(bare)} characters measured; loads: {[round(x) for x in loads]})")
+    one, five, fifteen = os.getloadavg()
+    print(f"(machine load {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer loads and keystrokes")
+    parser.add_argument("--loads", type=int, default=0, help="cold loads to measure")
+    parser.add_argument(
+        "--waterfall", action="store_true", help="print every cold load's requests and marks"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

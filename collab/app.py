@@ -30,6 +30,7 @@ from collab.latex.routes import routes as latex_routes
 from collab.logs import RequestLog
 from collab.projects.invitations import component as invitations_component
 from collab.projects.lifecycle import lifecycle_component
+from collab.projects.presence import presence_component
 from collab.sandbox.service import sandbox_component
 from collab.services import Services
 from collab.sync.component import ROUTE as SYNC_ROUTE
@@ -51,6 +52,7 @@ COMPONENTS: list[Component] = [
     tables_component,
     revocation_component,
     sandbox_component,
+    presence_component,
     sync_component,
     kernels_component,
     terminals_component,

@@ -104,6 +104,10 @@ class Settings:
     sync_awareness_max_ids: int = 16
     sync_awareness_max_connection_bytes: int = 64 * 1024
     sync_awareness_reserve_seconds: int = 600
+    # Project presence (collab/projects/presence.py): each process's heartbeat, and how
+    # old a heartbeat may be before that process's members count as offline.
+    presence_heartbeat_seconds: int = 10
+    presence_expiry_seconds: int = 30
     # Table changefeeds (docs/operations.md). None: the schema/ folder of the source.
     tables_schema_dir: Path | None = None
     tables_max_feeds_per_connection: int = 200

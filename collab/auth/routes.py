@@ -16,7 +16,7 @@ from collab.errors import ApiError
 from collab.http import api, client_address, json_body, services
 
 
-def _account_json(account: Account) -> dict[str, Any]:
+def account_json(account: Account) -> dict[str, Any]:
     return {
         "account_id": str(account.account_id),
         "email": account.email,
@@ -64,7 +64,7 @@ async def signup(request: Request) -> Response:
     svc = services(request)
     account = await create_account(svc.pool, email, password, name)
     cookie = await svc.sessions.create(account.account_id)
-    return _with_session(JSONResponse(_account_json(account), status_code=201), request, cookie)
+    return _with_session(JSONResponse(account_json(account), status_code=201), request, cookie)
 
 
 @api
@@ -83,7 +83,7 @@ async def login(request: Request) -> Response:
         raise ApiError("bad_credentials", "wrong email or password", status=401)
     await svc.limiter.succeeded(email)
     cookie = await svc.sessions.create(account.account_id)
-    return _with_session(JSONResponse(_account_json(account)), request, cookie)
+    return _with_session(JSONResponse(account_json(account)), request, cookie)
 
 
 @api
@@ -100,7 +100,7 @@ async def logout(request: Request) -> Response:
 @api
 async def me(request: Request) -> Response:
     identity = await _require(request)
-    return JSONResponse(_account_json(identity.account))
+    return JSONResponse(account_json(identity.account))
 
 
 @api

@@ -120,6 +120,8 @@ async def _serve(
     client.on_close = lambda: room.remove(client)
     client.reader = asyncio.current_task()
     writer = client.outbox.start()
+    # Online in the project for as long as this connection lives (collab/projects/presence.py).
+    leave = services.extra["presence"].enter(project_id, account.account_id, path)
     try:
         watch.set_closer(client.revoke)
         client.send(room.hello())
@@ -140,6 +142,7 @@ async def _serve(
         if current is not None:
             current.uncancel()
     finally:
+        leave()
         room.remove(client)
         client.close(client.close_code or 1000)
         await manager.close(room)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from pathlib import Path
 
@@ -9,11 +11,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from collab.auth.identity import identify
+from collab.auth.routes import account_json
+from collab.auth.tokens import SESSION_COOKIE
+from collab.db.errors import database_unavailable
 from collab.services import Services
 from collab.web.headers import html_headers
 
 # frontend/dist beside the collab package (a source checkout or an editable install).
 DIST_DIR = Path(__file__).resolve().parent.parent.parent / "frontend" / "dist"
+log = logging.getLogger(__name__)
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -46,7 +53,33 @@ async def app_shell(request: Request) -> Response:
         body = index.read_bytes()
     except OSError:
         return HTMLResponse(_NOT_BUILT, status_code=503, headers=headers)
+    account = await _signed_in(request, services)
+    if account is not None:
+        # The page carries who is signed in, so the app starts its connections at once
+        # instead of asking /api/auth/me first (one round trip less on every cold load).
+        # Never stored: the page now names an account.
+        body = body.replace(b'<div id="app">', account + b'<div id="app">', 1)
+        headers["Cache-Control"] = "no-store"
     return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+
+
+async def _signed_in(request: Request, services: Services) -> bytes | None:
+    """The session cookie's account as an inert JSON script element, or None."""
+    if not request.cookies.get(SESSION_COOKIE):
+        return None
+    try:
+        identity, _ = await identify(request, services.sessions, services.keys)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        log.warning("database unreachable", extra={"event": "web.unavailable"})
+        return None  # the app asks /api/auth/me itself, and retries
+    if identity is None or identity.via != "cookie":
+        return None
+    text = json.dumps(account_json(identity.account))
+    # Inside <script>: nothing that could close the element or open a comment.
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return b'<script type="application/json" id="collab-account">' + text.encode() + b"</script>"
 
 
 async def asset(request: Request) -> Response:

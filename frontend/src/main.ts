@@ -6,15 +6,17 @@ import { accountScreen } from "./screens/account";
 import { authScreen } from "./screens/auth";
 import { ProjectScreen } from "./screens/project";
 import { projectsScreen } from "./screens/projects";
-import { prefetch } from "./editors/open";
+import { prefetch, startsText } from "./editors/open";
+import { preload } from "./preload";
 import { loadSession } from "./session";
 import { h, replace } from "./ui/dom";
 import { applyTheme } from "./ui/theme";
 
 applyTheme();
+performance.mark("collab:main");
 // A deep link to a document: fetch its editor while the session is checked.
-const first = parse(new URL(location.href));
-if (first.name === "project" && first.path) prefetch(first.path);
+let first: ReturnType<typeof parse> | null = parse(new URL(location.href));
+if (first.name === "project" && first.path) { prefetch(first.path); preload("editors/yjs"); }
 const root = document.getElementById("app")!;
 let cleanup: (() => void) | null = null;
 let project: ProjectScreen | null = null;
@@ -27,6 +29,12 @@ async function render(): Promise<void> {
     navigate(`/signin${next !== "/" ? `?next=${encodeURIComponent(next)}` : ""}`, true);
     return;
   }
+  if (signedIn && route.name === "project" && route.path && first?.name === "project" && first.path === route.path && startsText(route.path)) {
+    // The deep link's document: its local copy and /yjs connection open while the
+    // editor's code is still loading (editors/yjs.ts is a small part of it).
+    void import("./editors/yjs").then((m) => m.prewarm(route.projectId, route.path!));
+  }
+  first = null;
   if (route.name === "project" && project?.projectId === route.projectId) {
     project.update(route.path);
     return;

@@ -14,10 +14,30 @@ export interface Session {
 
 let current: Session | null = null;
 
+/** The account the server put in the page (collab/web/routes.py), read once. */
+function inlineAccount(): Account | null {
+  const el = document.getElementById("collab-account");
+  if (!el) return null;
+  el.remove();
+  try {
+    const account = JSON.parse(el.textContent ?? "") as Account;
+    return typeof account?.account_id === "string" ? account : null;
+  } catch {
+    return null;
+  }
+}
+
 export async function loadSession(): Promise<Session | null> {
   if (current) return current;
+  const inline = inlineAccount();
+  if (inline) {
+    localStorage.setItem(ACCOUNT_KEY, JSON.stringify(inline));
+    current = { account: inline, client: new Client() };
+    return current;
+  }
   try {
     const account = await me();
+    performance.mark("collab:me");
     localStorage.setItem(ACCOUNT_KEY, JSON.stringify(account));
     current = { account, client: new Client() };
   } catch (err) {

@@ -3,12 +3,13 @@ cached forever, sign-up and sign-in through the forms."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from playwright.async_api import Browser, expect
 
 from tests.browser.conftest import page_for, shoot
-from tests.conftest import Served
+from tests.conftest import Served, make_user
 
 
 async def test_client_routes_serve_the_app_with_security_headers(server: Served) -> None:
@@ -33,6 +34,29 @@ async def test_client_routes_serve_the_app_with_security_headers(server: Served)
         assert r.headers["content-encoding"] == "gzip"
         assert (await http.get("/assets/../secret")).status_code == 404
         assert (await http.get("/api/nope")).status_code == 404
+
+
+async def test_the_page_names_the_signed_in_account_and_is_never_stored(server: Served) -> None:
+    """The shell carries the session's account (the app skips /api/auth/me on a cold
+    load), as inert JSON that no name can break out of; without a session it does not."""
+    user = await make_user(server, name="</script><script>alert(1)</script>&")
+    async with server.client() as http:
+        plain = await http.get("/projects")
+        assert 'id="collab-account"' not in plain.text
+        assert plain.headers["cache-control"] == "no-cache"
+        http.cookies.set("collab_session", user.cookie)
+        r = await http.get("/projects/x/files/a.md")
+        assert r.headers["cache-control"] == "no-store"
+        found = re.search(
+            r'<script type="application/json" id="collab-account">(.*?)</script>', r.text
+        )
+        assert found, r.text[:500]
+        assert "<" not in found.group(1) and "&" not in found.group(1)
+        account = json.loads(found.group(1))
+        assert account["account_id"] == user.account_id
+        assert account["name"] == "</script><script>alert(1)</script>&"
+        http.cookies.set("collab_session", "not-a-session")
+        assert 'id="collab-account"' not in (await http.get("/projects")).text
 
 
 async def test_missing_build_gets_a_clear_page(server: Served, tmp_path) -> None:

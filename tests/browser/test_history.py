@@ -66,3 +66,45 @@ async def test_restore_an_older_version_reaches_both_browsers(
         await expect(page.locator(".cm-content")).not_to_contain_text("that we regret")
         await expect(page.locator(".cm-content")).to_contain_text("First draft.")
     assert a.errors == [] and g.errors == []  # type: ignore[attr-defined]
+
+
+async def test_diff_shows_only_what_changed_around_a_final_newline(
+    server: Served, browser: Browser
+) -> None:
+    """A document that ends with a newline gains a last line without one: the diff adds
+    that line and removes nothing (a final newline ends a line; it does not start an
+    empty one), and notes the missing newline."""
+    ada = await make_user(server, "ada@example.com", "Ada Lovelace")
+    grace = await make_user(server, "grace@example.com", "Grace Hopper")
+    pid = await shared_project(server, ada.key, grace.account_id, {"list.md": "one\ntwo\n"})
+    a = await page_for(browser, server, ada)
+    await a.goto(f"/projects/{pid}/files/list.md")
+    await expect(a.locator(".cm-content")).to_contain_text("two")
+
+    async def versions() -> int:
+        async with ws_connect(server, ada.key) as ws:
+            r = await ws.call("doc.history", {"project_id": pid, "path": "list.md"})
+            return len(r["result"]["versions"])
+
+    async def has_one() -> bool:
+        return await versions() >= 1
+
+    await eventually(has_one, what="the first version")
+    first = await versions()
+    await a.locator(".cm-content").click()
+    await a.keyboard.press("Control+End")
+    await a.keyboard.type("three")
+
+    async def has_two() -> bool:
+        return await versions() > first
+
+    await eventually(has_two, what="a second version")
+    await a.get_by_test_id("history-button").click()
+    await a.get_by_test_id("history-slider").focus()
+    await a.keyboard.press("Home")
+    await expect(a.get_by_test_id("history-content")).to_have_text("one\ntwo\n")
+    await a.get_by_label("Diff against now").check()
+    await expect(a.locator(".diff-add")).to_have_text(["+ three\n"])
+    await expect(a.locator(".diff-del")).to_have_count(0)
+    await expect(a.locator(".diff-same")).to_have_text(["  one\n", "  two\n"])
+    await expect(a.locator(".diff-note")).to_have_text("(no newline at the end now)\n")

@@ -5,6 +5,7 @@ copy lost what this browser saw there is not merged into."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -80,12 +81,10 @@ async def test_offline_edits_survive_a_reload_and_arrive_once(
         assert text.count("written offline") == 1, text
 
 
-async def test_a_server_that_lost_this_copy_is_not_merged_into(
-    server: Served, browser: Browser
-) -> None:
-    """The server's document was rebuilt (restored from a backup older than this browser's
-    copy): the browser offers to save its copy aside and never merges it in, so nothing
-    is duplicated (jupyterlab#14031, jupyter-collaboration#594 and #621)."""
+async def mismatched(server: Served, browser: Browser) -> tuple[Page, str, Any, Any]:
+    """Ada's browser holds a copy with an offline edit ("mine") of a document the server
+    rebuilt from its file (a restore from an older backup): the mismatch banner is up.
+    Returns (Ada's page, the project, Grace, the file on disk)."""
     ada = await make_user(server, "ada@example.com", "Ada Lovelace")
     grace = await make_user(server, "grace@example.com", "Grace Hopper")
     pid = await shared_project(server, ada.key, grace.account_id, {"log.txt": "base\n"})
@@ -132,8 +131,19 @@ async def test_a_server_that_lost_this_copy_is_not_merged_into(
         "DELETE FROM yjs_documents WHERE project_id = $1 AND path = $2", UUID(pid), "log.txt"
     )
     await ctx.set_offline(False)
+    await expect(a.get_by_test_id("mismatch")).to_contain_text("no longer matches the server")
+    return a, pid, grace, target
+
+
+async def test_a_server_that_lost_this_copy_is_not_merged_into(
+    server: Served, browser: Browser
+) -> None:
+    """The server's document was rebuilt (restored from a backup older than this browser's
+    copy): the browser offers to save its copy aside and never merges it in, so nothing
+    is duplicated (jupyterlab#14031, jupyter-collaboration#594 and #621)."""
+    a, pid, grace, target = await mismatched(server, browser)
+    url = f"/projects/{pid}/files/log.txt"
     banner = a.get_by_test_id("mismatch")
-    await expect(banner).to_contain_text("no longer matches the server")
     await shoot(a, "mismatch")
 
     g = await page_for(browser, server, grace)
@@ -180,3 +190,41 @@ async def test_sign_out_removes_the_documents_kept_for_offline(
         return not any(n.startswith("collab:") for n in await a.evaluate(names))
 
     await eventually(gone, what="the offline copies to be deleted")
+
+
+async def test_use_the_servers_copy_drops_the_local_one(server: Served, browser: Browser) -> None:
+    a, _, _, target = await mismatched(server, browser)
+    await a.get_by_test_id("mismatch").get_by_role("button", name="Use the server's copy").click()
+    # The page reloads on the server's copy alone: the offline edit is gone for good.
+    await expect(a.get_by_test_id("mismatch")).to_have_count(0)
+    await expect(a.locator(".cm-content")).to_have_text("baseonline")
+    await expect(a.get_by_test_id("connection")).to_have_text("Connected")
+    await a.locator(".cm-content").click()
+    await a.keyboard.press("Control+End")
+    await a.keyboard.type("!")
+
+    async def on_disk() -> bool:
+        return await asyncio.to_thread(target.read_text) == "base\nonline!"
+
+    await eventually(on_disk, what="the file to hold the server's copy plus the new edit")
+    await a.reload()
+    await expect(a.locator(".cm-content")).to_have_text("baseonline!")
+    await expect(a.get_by_test_id("mismatch")).to_have_count(0)
+
+
+async def test_save_my_copy_aside_never_overwrites_an_earlier_copy(
+    server: Served, browser: Browser
+) -> None:
+    a, pid, _, _ = await mismatched(server, browser)
+    earlier = project_file(server, pid, "log (my copy).txt")
+    await asyncio.to_thread(earlier.write_text, "saved aside before\n")
+    await expect(a.locator('.tree-row[data-path="log (my copy).txt"]')).to_be_visible()
+    await a.get_by_test_id("mismatch").get_by_role("button", name="Save my copy aside").click()
+    second = project_file(server, pid, "log (my copy 2).txt")
+
+    async def saved() -> bool:
+        return await asyncio.to_thread(second.exists)
+
+    await eventually(saved, what="the copy saved under a new name")
+    assert await asyncio.to_thread(second.read_text) == "base\nonlinemine"
+    assert await asyncio.to_thread(earlier.read_text) == "saved aside before\n"

@@ -28,6 +28,8 @@ class ServerProcess:
     port: int
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    # More COLLAB_* settings for this process.
+    env: dict[str, str] | None = None
 
     @property
     def http(self) -> str:
@@ -42,6 +44,7 @@ class ServerProcess:
             **os.environ,
             "COLLAB_SECRET": "test-secret",
             "COLLAB_SYNC_UNLOAD_DELAY_MS": "500",
+            **(self.env or {}),
         }
         code = "import sys; from collab.cli import main; sys.exit(main(sys.argv[1:]))"
         with open(self.log, "ab") as log:  # noqa: ASYNC230 - a test helper, once per start

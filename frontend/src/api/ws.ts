@@ -223,6 +223,7 @@ export class Client {
     const ws = new WebSocket(this.url);
     this.ws = ws;
     ws.onopen = () => {
+      performance.mark("collab:ws-open");
       this.retry = 0;
       this.setState("connected");
       for (const feed of this.feeds) void this.subscribe(feed);

@@ -78,9 +78,15 @@ export function openHistory(host: HTMLElement, projectId: string, path: string, 
 }
 
 /** A line diff (longest common subsequence), rendered as added / removed / kept lines. */
+/** A text's lines: a final newline ends the last line, it does not start an empty one. */
+function lines(text: string): string[] {
+  if (text === "") return [];
+  return (text.endsWith("\n") ? text.slice(0, -1) : text).split("\n");
+}
+
 export function diffLines(before: string, after: string): HTMLElement[] {
-  const a = before.split("\n");
-  const b = after.split("\n");
+  const a = lines(before);
+  const b = lines(after);
   if (a.length * b.length > 4_000_000) return [h("span", null, "Too large to compare line by line.")];
   const dp: Uint32Array[] = Array.from({ length: a.length + 1 }, () => new Uint32Array(b.length + 1));
   for (let i = a.length - 1; i >= 0; i--)
@@ -93,5 +99,9 @@ export function diffLines(before: string, after: string): HTMLElement[] {
     else if (j < b.length && (i >= a.length || dp[i][j + 1] >= dp[i + 1][j])) { out.push(h("span", { class: "diff-add" }, `+ ${b[j]}\n`)); j++; }
     else { out.push(h("span", { class: "diff-del" }, `- ${a[i]}\n`)); i++; }
   }
+  const endsBefore = before === "" || before.endsWith("\n");
+  const endsAfter = after === "" || after.endsWith("\n");
+  if (endsBefore !== endsAfter)
+    out.push(h("span", { class: "diff-note muted" }, endsAfter ? "(a newline was added at the end)\n" : "(no newline at the end now)\n"));
   return out;
 }

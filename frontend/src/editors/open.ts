@@ -20,6 +20,11 @@ const LANGUAGE_MODULES: [RegExp, string][] = [
   [/\.(tex|sty|cls|ltx)$/i, "mode/stex"],
 ];
 
+/** True when the file opens in the plain text editor (editors/text.ts). */
+export function startsText(path: string): boolean {
+  return !/\.(term|ipynb|tex)$/i.test(path) && !IMAGE.test(path) && !BINARY.test(path);
+}
+
 /** Start loading the modules a file's view needs, all chunks at once. */
 export function prefetch(path: string): void {
   if (path.endsWith(".term")) preload("editors/terminal");
@@ -50,7 +55,11 @@ export function openDocument(host: HTMLElement, projectId: string, path: string)
     if (path.endsWith(".term")) view = (await import("./terminal")).openTerminal(host, projectId, path);
     else if (path.endsWith(".ipynb")) view = (await import("../notebook/view")).openNotebook(host, projectId, path);
     else if (/\.tex$/i.test(path)) view = (await import("../latex/screen")).openLatex(host, projectId, path);
-    else view = (await import("./text")).openText(host, projectId, path);
+    else {
+      const { openText } = await import("./text");
+      performance.mark("collab:text-module");
+      view = openText(host, projectId, path);
+    }
     if (destroyed) view.destroy();
     else inner = view;
   };

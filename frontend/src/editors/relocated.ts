@@ -4,3 +4,6 @@
 
 export interface DocRelocated { projectId: string; path: string; to: string | null }
 export const DOC_RELOCATED = "collab:doc-relocated";
+
+/** Window event: a document's server closed it because this account left the project. */
+export const ACCESS_LOST = "collab:access-lost";

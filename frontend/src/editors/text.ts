@@ -11,6 +11,8 @@ import { drawSelection, EditorView, highlightActiveLine, highlightActiveLineGutt
 import { yCollab } from "y-codemirror.next";
 import * as Y from "yjs";
 import { upload } from "../api/http";
+import type { Row } from "../api/ws";
+import { session } from "../session";
 import { h, icon, replace, toast } from "../ui/dom";
 import { editorTheme, highlight } from "./codemirror";
 import { languageFor } from "./languages";
@@ -33,6 +35,15 @@ export interface TextView extends DocView {
   /** The shared text, and the editor once the document is loaded. */
   ytext: Y.Text;
   editor: Promise<EditorView>;
+}
+
+/** `a (my copy).txt`, or `a (my copy 2).txt`, … : a name no file in the project has. */
+async function freeName(projectId: string, path: string): Promise<string> {
+  const taken = new Set((await session().client.query<Row[]>({ files: [{ project_id: projectId, path: null }] })).map((r) => String(r.path)));
+  for (let n = 1; ; n++) {
+    const aside = path.replace(/(\.[^./]+)?$/, (ext) => ` (my copy${n > 1 ? ` ${n}` : ""})${ext}`);
+    if (!taken.has(aside)) return aside;
+  }
 }
 
 export function openText(host: HTMLElement, projectId: string, path: string, options: TextOptions = {}): TextView {
@@ -87,6 +98,7 @@ export function openText(host: HTMLElement, projectId: string, path: string, opt
       }),
     });
     view.focus();
+    performance.mark("collab:editor");
     opened(view);
   })();
 
@@ -113,7 +125,7 @@ export function openText(host: HTMLElement, projectId: string, path: string, opt
         h("span", null, " The server's document was restored from an older backup. Your copy was not merged, so nothing is duplicated.")),
       h("div", { class: "btn-group" },
         h("button", { class: "btn btn-sm", onclick: async () => {
-          const aside = path.replace(/(\.[^./]+)?$/, (ext) => ` (my copy)${ext}`);
+          const aside = await freeName(projectId, path);
           const dir = aside.includes("/") ? aside.slice(0, aside.lastIndexOf("/")) : "";
           await upload(projectId, dir, new File([ytext.toString()], aside.slice(aside.lastIndexOf("/") + 1)));
           toast(`Saved your copy as ${aside}`);

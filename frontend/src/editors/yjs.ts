@@ -8,7 +8,7 @@ import { IndexeddbPersistence } from "y-indexeddb";
 import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
 import type { ConnectionState } from "../api/ws";
-import { DOC_RELOCATED, type DocRelocated } from "./relocated";
+import { ACCESS_LOST, DOC_RELOCATED, type DocRelocated } from "./relocated";
 import { session } from "../session";
 import { colorFor } from "../ui/dom";
 import { reportDocState } from "../ui/shell";
@@ -17,6 +17,8 @@ const SERVER_SV = "server-state-vector";
 // Close codes of a document whose file was renamed (reason: the new path) or deleted.
 const CLOSE_MOVED = 4409;
 const CLOSE_DELETED = 4410;
+// No longer a member of the document's project (removed by its owner).
+const CLOSE_ACCESS_LOST = 4403;
 
 
 // A moved document's state, by its new key: edits the server refused at the old name
@@ -48,22 +50,77 @@ function dominates(now: Map<number, number>, before: Map<number, number>): boole
   return true;
 }
 
-/** `doc` lets a model that makes its own Y.Doc (jupyter-ydoc's YNotebook) be the one shared. */
-export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.Doc()): SharedDoc {
+// Documents opened ahead of their editor (a deep link's first load): the local copy and
+// the /yjs connection start while CodeMirror is still loading, and the editor takes them.
+const warm = new Map<string, { shared: SharedDoc; timer: number }>();
+const WARM_MS = 15000;
+// Keys with an editor open now: never opened a second time ahead of it.
+const live = new Set<string>();
+
+/** Start opening a text document before its editor exists (unclaimed ones are dropped). */
+export function prewarm(projectId: string, path: string): void {
   const key = `collab:${projectId}:${path}`;
+  if (warm.has(key) || live.has(key)) return;
+  const shared = openShared(projectId, path);
+  const timer = window.setTimeout(() => { if (warm.get(key)?.shared === shared) { warm.delete(key); shared.destroy(); } }, WARM_MS);
+  warm.set(key, { shared, timer });
+}
+
+/** `doc` lets a model that makes its own Y.Doc (jupyter-ydoc's YNotebook) be the one shared. */
+export function openShared(projectId: string, path: string, doc?: Y.Doc): SharedDoc {
+  const key = `collab:${projectId}:${path}`;
+  const early = doc ? undefined : warm.get(key);
+  if (early) {
+    warm.delete(key);
+    clearTimeout(early.timer);
+    live.add(key);
+    return early.shared;
+  }
+  if (!doc) live.add(key);
+  doc ??= new Y.Doc();
   const local = new IndexeddbPersistence(key, doc);
   const room = path.split("/").map(encodeURIComponent).join("/");
   // Counts the sync step-2 and update messages sent on the current socket, which the
   // server's acknowledgements (?acks=1, message type 8) count too.
   const sent = { n: 0, acked: 0 };
+  // The socket opens while the local copy is still loading from IndexedDB (a cold load
+  // would otherwise wait for both in turn). Until the copy is loaded, what the server
+  // sends waits; until the server's state vector is checked (its sync step 1, below),
+  // this client's content (sync step 2 and updates) waits, so nothing local reaches a
+  // server it must not merge into. Its own step 1 (a state vector) goes at once, so the
+  // server's answer is already here when the copy is loaded.
+  let localLoaded = false;
   class CountingWebSocket extends WebSocket {
+    private held: MessageEvent[] = [];
+    private outgoing: (string | ArrayBufferLike | Blob | ArrayBufferView)[] | null = [];
+    private handler: ((ev: MessageEvent) => void) | null = null;
     constructor(url: string | URL, protocols?: string | string[]) {
       super(url, protocols);
       sent.n = 0;
       sent.acked = 0;
+      super.onmessage = (ev: MessageEvent) => {
+        if (!localLoaded || this.held.length) this.held.push(ev);
+        else this.handler?.(ev);
+      };
+    }
+    // y-websocket sets `onmessage`; it receives the messages once the local copy is in.
+    set onmessage(fn: ((ev: MessageEvent) => void) | null) { this.handler = fn; }
+    get onmessage(): ((ev: MessageEvent) => void) | null { return this.handler; }
+    /** The local copy is loaded: hand over what arrived meanwhile. */
+    deliver(): void {
+      while (this.held.length && this.readyState === WebSocket.OPEN) this.handler?.(this.held.shift()!);
+      this.held = [];
+    }
+    /** The server's state vector passed the check: send what waited, in order. */
+    release(): void {
+      const queued = this.outgoing;
+      this.outgoing = null;
+      for (const data of queued ?? []) this.send(data);
     }
     send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
-      if (data instanceof Uint8Array && data[0] === 0 && (data[1] === 1 || data[1] === 2)) sent.n++;
+      const content = data instanceof Uint8Array && data[0] === 0 && (data[1] === 1 || data[1] === 2);
+      if (content && this.outgoing) { this.outgoing.push(data); return; }
+      if (content) sent.n++;
       super.send(data as ArrayBuffer);
     }
   }
@@ -80,6 +137,7 @@ export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.D
     colorLight: colorFor(account.account_id) + "33",
   });
   let mismatch = false;
+  let detached = false;
   const mismatchListeners: (() => void)[] = [];
   let storedSv: Map<number, number> | null = null;
 
@@ -101,6 +159,7 @@ export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.D
       }
       void local.set(SERVER_SV, Y.encodeStateVector(sv) as unknown as ArrayBuffer);
       storedSv = sv;
+      (prov.ws as CountingWebSocket | null)?.release();
     }
     syncHandler(encoder, decoder, prov, emitSynced, type);
   };
@@ -119,6 +178,14 @@ export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.D
 
   // Moved or deleted: never reconnect to the old name (that would recreate the file).
   provider.on("connection-close", (ev: CloseEvent | null) => {
+    if (ev?.code === CLOSE_ACCESS_LOST) {
+      // Reconnecting would be refused the same way: stop, and let the screen say why.
+      provider.shouldConnect = false;
+      detached = true;
+      reportDocState(key, null);
+      window.dispatchEvent(new CustomEvent(ACCESS_LOST, { detail: { projectId } }));
+      return;
+    }
     if (!ev || (ev.code !== CLOSE_MOVED && ev.code !== CLOSE_DELETED)) return;
     provider.shouldConnect = false;
     const to = ev.code === CLOSE_MOVED && ev.reason ? ev.reason : null;
@@ -126,13 +193,17 @@ export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.D
     window.dispatchEvent(new CustomEvent<DocRelocated>(DOC_RELOCATED, { detail: { projectId, path, to } }));
   });
 
+  const savedSv = local.get(SERVER_SV) as Promise<Uint8Array | undefined>;
   const ready = local.whenSynced.then(async () => {
+    performance.mark("collab:idb-ready");
     const moved = carried.get(key);
     if (moved) { carried.delete(key); Y.applyUpdate(doc, moved); }
-    const raw = (await local.get(SERVER_SV)) as Uint8Array | undefined;
+    const raw = await savedSv;
     if (raw instanceof Uint8Array) storedSv = Y.decodeStateVector(raw);
-    if (navigator.onLine) provider.connect();
+    localLoaded = true;
+    (provider.ws as CountingWebSocket | null)?.deliver();
   });
+  if (navigator.onLine) provider.connect();
 
   // A socket that went offline may look open for a long while: drop it at once, and come
   // back as soon as the browser is online again instead of waiting for a backoff.
@@ -141,10 +212,11 @@ export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.D
   window.addEventListener("offline", goOffline);
   window.addEventListener("online", goOnline);
 
-  // A document detached on purpose (mismatch) is no connection trouble.
-  const status = (s: ConnectionState) => reportDocState(key, mismatch ? null : s);
+  // A document detached on purpose (mismatch, access lost, closed) is no connection trouble.
+  const status = (s: ConnectionState) => reportDocState(key, mismatch || detached ? null : s);
   provider.on("status", ({ status: st }) => status(st === "connected" ? "connected" : navigator.onLine ? "reconnecting" : "offline"));
-  provider.on("sync", (synced: boolean) => { if (synced) status("connected"); });
+  provider.on("sync", (synced: boolean) => { if (synced) { performance.mark("collab:yjs-synced"); status("connected"); } });
+  provider.on("status", ({ status: st }) => { if (st === "connected") performance.mark("collab:yjs-open"); });
 
   return {
     doc,
@@ -162,6 +234,8 @@ export function openShared(projectId: string, path: string, doc: Y.Doc = new Y.D
       ackWaiters.add(check);
     }),
     destroy: () => {
+      detached = true;
+      live.delete(key);
       window.removeEventListener("offline", goOffline);
       window.removeEventListener("online", goOnline);
       reportDocState(key, null);

@@ -5,11 +5,12 @@ import { downloadUrl, upload } from "../api/http";
 import { ApiError, type Feed, liveRows, type Row } from "../api/ws";
 import { fileUrl, navigate } from "../router";
 import { session } from "../session";
-import { confirm, formatBytes, h, icon, prompt, replace, toast } from "../ui/dom";
+import { avatar, confirm, formatBytes, h, icon, prompt, replace, toast } from "../ui/dom";
 import { shell } from "../ui/shell";
 import { type DocView, openDocument } from "../editors/open";
-import { DOC_RELOCATED, type DocRelocated } from "../editors/relocated";
+import { ACCESS_LOST, DOC_RELOCATED, type DocRelocated } from "../editors/relocated";
 import { lifecycleButtons, PROJECT_FIELDS, renameProject, stateBadge } from "./projects";
+import { joinProject, type Online, onlineFeed, onlineLabel } from "./presence";
 import { sharePanel } from "./share";
 
 interface Entry {
@@ -37,6 +38,10 @@ export class ProjectScreen {
   private view: DocView | null = null;
   private project: Row | null = null;
   private feeds: Feed[] = [];
+  private members = new Map<string, Row>();
+  private online: Online = new Map();
+  private onlineEl = h("div", { class: "online-people", role: "list", "aria-label": "Online now" });
+  private leave: () => void = () => undefined;
   private selectedDir = "";
 
   constructor(readonly projectId: string, path: string | null) {
@@ -69,7 +74,9 @@ export class ProjectScreen {
 
     this.feeds.push(
       liveRows(client, { projects: [{ ...PROJECT_FIELDS, project_id: projectId }] }, (r) => String(r.project_id), (rows) => {
+        const had = this.project !== null;
         this.project = rows.get(projectId) ?? null;
+        if (had && !this.project) this.accessLost();
         this.renderHeader();
       }, (err) => this.refused(err)),
       liveRows(client, { files: [{ project_id: projectId, path: null, kind: null, size: null, modified: null }] }, (r) => String(r.path), (rows) => {
@@ -77,8 +84,20 @@ export class ProjectScreen {
         this.renderTree();
       }, (err) => this.refused(err)),
     );
+    this.feeds.push(
+      liveRows(client, { collaborators: [{ project_id: projectId, account_id: null, name: null }] }, (r) => String(r.account_id), (rows) => {
+        this.members = rows;
+        this.renderOnline();
+      }, () => undefined),
+      onlineFeed(client, projectId, (online) => {
+        this.online = online;
+        this.renderOnline();
+      }),
+    );
+    this.leave = joinProject(client, projectId);
     client.call("files.scan", { project_id: projectId }).catch((err) => this.refused(err));
     window.addEventListener(DOC_RELOCATED, this.onRelocated);
+    window.addEventListener(ACCESS_LOST, this.onAccessLost);
     this.show(path);
   }
 
@@ -98,6 +117,17 @@ export class ProjectScreen {
     else this.renderTabs();
   };
 
+  private onAccessLost = (ev: Event): void => {
+    if ((ev as CustomEvent<{ projectId: string }>).detail.projectId === this.projectId) this.accessLost();
+  };
+
+  /** Removed from the project (or it was deleted): close what is open and say so. */
+  private accessLost(): void {
+    this.view?.destroy();
+    this.view = null;
+    this.refused(new ApiError("forbidden", "no longer a member"));
+  }
+
   private refused(err: ApiError): void {
     if (err.code === "forbidden") {
       this.crumbTitle.textContent = "No access";
@@ -115,7 +145,9 @@ export class ProjectScreen {
 
   cleanup(): void {
     window.removeEventListener(DOC_RELOCATED, this.onRelocated);
+    window.removeEventListener(ACCESS_LOST, this.onAccessLost);
     for (const f of this.feeds) f.cancel();
+    this.leave();
     this.view?.destroy();
   }
 
@@ -130,9 +162,22 @@ export class ProjectScreen {
         stateBadge(p),
         p.state_error ? h("span", { class: "muted small" }, String(p.state_error)) : null),
       h("div", { class: "btn-group" },
+        this.onlineEl,
         lifecycleButtons(p),
         h("button", { class: "btn btn-ghost btn-sm", onclick: () => renameProject(p), "aria-label": "Rename project" }, icon("edit", 14), "Rename"),
         h("button", { class: "btn btn-sm", onclick: () => sharePanel(this.projectId, String(p.title)) }, icon("users", 14), "Share")));
+  }
+
+  /** Avatars of the members online now (others first), each with a green dot. */
+  private renderOnline(): void {
+    const me = session().account.account_id;
+    const ids = [...this.online.keys()].filter((id) => this.members.has(id)).sort((a, b) => (a === me ? 1 : 0) - (b === me ? 1 : 0));
+    replace(this.onlineEl, ids.map((id) => {
+      const name = String(this.members.get(id)?.name || "Unnamed");
+      const label = `${name}${id === me ? " (you)" : ""}: ${onlineLabel(this.online.get(id)!)}`;
+      return h("span", { class: "online-person", role: "listitem", "data-account": id, title: label, "aria-label": label },
+        avatar(name, id), h("span", { class: "presence-dot", "aria-hidden": "true" }));
+    }));
   }
 
   private renderTree(): void {

@@ -3,6 +3,7 @@
 import { ApiError, liveRows, type Row } from "../api/ws";
 import { session } from "../session";
 import { avatar, h, icon, replace, toast } from "../ui/dom";
+import { type Online, onlineFeed, onlineLabel } from "./presence";
 
 export function sharePanel(projectId: string, title: string): void {
   const { client, account } = session();
@@ -10,11 +11,17 @@ export function sharePanel(projectId: string, title: string): void {
   const invites = h("ul", { class: "people" });
   const email = h("input", { class: "input", type: "email", placeholder: "name@example.com", required: true, id: "share-email" });
   let amOwner = false;
-  const render = (rows: Map<string, Row>) => {
+  let members = new Map<string, Row>();
+  let online: Online = new Map();
+  const render = (rows: Map<string, Row> = members) => {
+    members = rows;
     amOwner = [...rows.values()].some((r) => r.account_id === account.account_id && r.role === "owner");
     replace(list, [...rows.values()].sort((a, b) => String(a.role).localeCompare(String(b.role)) * -1).map((r) => h("li", { class: "person", "data-account": r.account_id as string },
       avatar(String(r.name || "?"), String(r.account_id)),
       h("span", { class: "person-name" }, String(r.name || "Unnamed"), r.account_id === account.account_id ? h("span", { class: "muted" }, " (you)") : null),
+      online.has(String(r.account_id))
+        ? h("span", { class: "online-state is-online", title: onlineLabel(online.get(String(r.account_id))!) }, h("span", { class: "presence-dot", "aria-hidden": "true" }), "online")
+        : h("span", { class: "online-state muted" }, "away"),
       h("span", { class: "role muted" }, String(r.role)),
       amOwner && r.role !== "owner"
         ? h("button", { class: "btn btn-ghost btn-sm", "aria-label": `Remove ${r.name}`, onclick: async () => {
@@ -25,6 +32,7 @@ export function sharePanel(projectId: string, title: string): void {
   };
   // A new member may be an invitation just accepted: the pending list is read again.
   const feed = liveRows(client, { collaborators: [{ project_id: projectId, account_id: null, role: null, name: null }] }, (r) => String(r.account_id), (rows) => { render(rows); void loadInvites(); });
+  const presence = onlineFeed(client, projectId, (now) => { online = now; render(); });
   async function loadInvites() {
     try {
       const res = await client.call<{ invitations: { email: string }[] }>("project.invitations", { project_id: projectId });
@@ -50,7 +58,7 @@ export function sharePanel(projectId: string, title: string): void {
       h("button", { class: "btn btn-primary", type: "submit" }, "Add")),
     h("p", { class: "muted small" }, "Someone without an account yet gets access when they sign up with that email."),
     list, invites);
-  const close = () => { feed.cancel(); dialog.close(); dialog.remove(); };
+  const close = () => { feed.cancel(); presence.cancel(); dialog.close(); dialog.remove(); };
   dialog.addEventListener("cancel", close);
   document.body.append(dialog);
   dialog.showModal();
