@@ -51,7 +51,10 @@ async def execute(conn: Connection, args: dict[str, Any]) -> Any:
     project_id, path, directory = await authorize(conn, args, ".ipynb")
     session = await _kernels(conn).open(project_id, path, directory)
     try:
-        queued = session.execute(cell_ids)
+        queued = session.execute(
+            cell_ids,
+            {"account_id": conn.account.account_id, "name": conn.account.name},
+        )
     except KernelGone:
         raise ApiError("no_kernel", "the kernel is shutting down; try again", 409) from None
     if not queued:

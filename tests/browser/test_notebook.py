@@ -6,6 +6,7 @@ notebook both browsers show."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import nbformat
@@ -501,3 +502,51 @@ async def test_undo_in_a_cell_takes_back_only_ones_own_typing(
     await a.keyboard.press("Control+y")
     await document_is(server, pid, "u.ipynb", ada.key, [("code", "ada = 1\ngrace = 2")])
     assert a.errors == [] and g.errors == []  # type: ignore[attr-defined]
+
+
+async def test_the_other_person_sees_who_ran_a_cell_and_the_runs_panel(
+    server: Served, browser: Browser
+) -> None:
+    cells = [("code", "print(6*7)"), *[("markdown", f"# part {i}") for i in range(30)]]
+    cells.append(("code", "1/0"))
+    _, _, pid, a, g = await two_people(server, browser, {"nb.ipynb": notebook(*cells)})
+    await open_notebook(a, pid, "nb.ipynb")
+    await open_notebook(g, pid, "nb.ipynb")
+    # Nobody has run anything yet.
+    await expect(cell(g, 0).get_by_test_id("run-by")).to_be_hidden()
+    await cell(a, 0).locator(".cell-gutter").click()
+    await a.keyboard.press("Control+Enter")
+    await expect(cell(g, 0).locator(".output")).to_have_text("42", timeout=60000)
+    await expect(cell(g, 0).get_by_test_id("run-by")).to_have_text(
+        "run by Ada Lovelace · just now", timeout=30000
+    )
+    await expect(cell(a, 0).get_by_test_id("run-by")).to_contain_text("run by Ada Lovelace")
+    # Ada runs the last cell, which raises.
+    last = cell(a, 31)
+    await last.scroll_into_view_if_needed()
+    await last.locator(".cell-gutter").click()
+    await a.keyboard.press("Control+Enter")
+    await cell(g, 31).scroll_into_view_if_needed()
+    await expect(cell(g, 31).get_by_test_id("run-by")).to_contain_text(
+        "run by Ada Lovelace", timeout=60000
+    )
+    await expect(cell(g, 31).get_by_test_id("run-by")).to_contain_text("error")
+
+    # Grace's panel lists both runs, newest first, with who, which cell and the outcome.
+    await g.get_by_test_id("runs-toggle").click()
+    entries = g.get_by_test_id("runs-panel").get_by_test_id("run-entry")
+    await expect(entries).to_have_count(2, timeout=30000)
+    await expect(entries.nth(0)).to_contain_text("Ada Lovelace")
+    await expect(entries.nth(0)).to_contain_text("cell 32")
+    await expect(entries.nth(0)).to_contain_text("error")
+    await expect(entries.nth(0)).to_contain_text("1/0")
+    await expect(entries.nth(1)).to_contain_text("cell 1 [1]")
+    await expect(entries.nth(1)).to_contain_text("ok")
+    await shoot(g, "notebook-runs")
+    # Clicking a run brings its cell into view and selects it.
+    await g.locator(".nb-scroll").evaluate("el => { el.scrollTop = 0; }")
+    await expect(cell(g, 31)).not_to_be_in_viewport()
+    await entries.nth(0).click()
+    await expect(cell(g, 31)).to_be_in_viewport()
+    await expect(cell(g, 31)).to_have_class(re.compile(r"\bactive\b"))
+    await shut_kernel(server, pid, "nb.ipynb")

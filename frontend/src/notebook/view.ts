@@ -7,11 +7,11 @@ import { YNotebook, type YCellType } from "@jupyter/ydoc";
 import type * as Y from "yjs";
 import { type Feed, liveRows } from "../api/ws";
 import { session } from "../session";
-import { confirm, h, icon, replace, toast } from "../ui/dom";
+import { confirm, h, icon, relativeTime, replace, toast } from "../ui/dom";
 import type { DocView } from "../editors/open";
 import { watchPresence } from "../editors/presence";
 import { openShared } from "../editors/yjs";
-import { type CellHost, CellView, type InputRequest } from "./cell";
+import { type CellHost, CellView, type InputRequest, type RunRecord } from "./cell";
 
 type CellJSON = Record<string, unknown> & { cell_type: string };
 type Mode = "command" | "edit";
@@ -46,6 +46,10 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   const list = h("div", { class: "nb-cells", tabindex: 0, role: "list", "aria-label": "Cells", "data-mode": "command" });
   const scroller = h("div", { class: "nb-scroll" }, list);
   const people = h("div", { class: "presence", "aria-label": "People in this notebook" });
+  const runsList = h("ol", { class: "nb-runs-list", "aria-label": "Executions" });
+  const runsPanel = h("aside", { class: "nb-runs", hidden: true, "aria-label": "Who ran what", "data-testid": "runs-panel" },
+    h("div", { class: "nb-runs-head" }, h("strong", {}, "Who ran what"), h("span", { class: "muted small" }, "newest first")),
+    runsList);
   const kernelBadge = h("span", { class: "kernel-badge badge", "data-testid": "kernel-status" });
   const kernelName = h("span", { class: "kernel-name muted small" });
   const empty = h("div", { class: "nb-empty", hidden: true },
@@ -84,9 +88,10 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
         ["Undo cell deletion (Z)", () => undoDelete()],
       ]),
       typeSelect),
+    tool("Who ran what in this notebook", "history", () => toggleRuns(), { text: "Runs", "data-testid": "runs-toggle" }),
     people,
     h("div", { class: "kernel-info", "aria-label": "Kernel" }, kernelName, kernelBadge));
-  replace(host, h("div", { class: "doc nb-doc" }, toolbar, scroller));
+  replace(host, h("div", { class: "doc nb-doc" }, toolbar, h("div", { class: "nb-body" }, scroller, runsPanel)));
   const stopPresence = watchPresence(shared, people);
 
   // -- cells ---------------------------------------------------------------------------
@@ -115,6 +120,8 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       return null;
     },
     input: () => (kernelMap.get("input") as InputRequest | undefined) ?? null,
+    lastRun: (cell) => lastRun.get(cell.id) ?? null,
+    writable: () => true,
     answer: async (value) => {
       try { await client.call("kernel.input", { project_id: projectId, path, value }); } catch (err) { toast(String((err as Error).message), "error"); }
     },
@@ -396,6 +403,49 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     renderKernel();
   });
 
+  // -- who ran what (the `executions` table) -------------------------------------------
+
+  let runs: RunRecord[] = [];
+  const lastRun = new Map<string, RunRecord>();
+  const toggleRuns = () => { runsPanel.hidden = !runsPanel.hidden; if (!runsPanel.hidden) renderRuns(); };
+  const renderRuns = () => {
+    if (runsPanel.hidden) return;
+    const shown = runs.slice(-200).reverse();
+    let session = "";
+    const items: HTMLElement[] = [];
+    for (const r of shown) {
+      if (r.session && r.session !== session) {
+        if (session) items.push(h("li", { class: "nb-runs-session muted small" }, "earlier kernel session"));
+        session = r.session;
+      }
+      const index = views.findIndex((v) => v.id === r.cell_id);
+      const first = r.source.split("\n", 1)[0] ?? "";
+      items.push(h("li", {},
+        h("button", {
+          class: `nb-run nb-run-${r.status}`, "data-testid": "run-entry", "data-cell-id": r.cell_id,
+          title: r.source || r.cell_id,
+          onclick: () => { const v = views[index]; if (v) { select(v, false); reveal(v); setMode("command"); } },
+        },
+        h("span", { class: "nb-run-who" }, r.name || "someone"),
+        h("span", { class: `nb-run-status badge` }, r.status),
+        h("span", { class: "nb-run-when muted small" }, relativeTime(r.finished ?? r.requested)),
+        h("span", { class: "nb-run-cell muted small" }, index >= 0 ? `cell ${index + 1}${r.execution_count != null ? ` [${r.execution_count}]` : ""}` : "deleted cell"),
+        first ? h("code", { class: "nb-run-src" }, first.slice(0, 80)) : null)));
+    }
+    replace(runsList, items.length ? items : [h("li", { class: "muted small nb-runs-empty" }, "Nothing has run in this notebook yet.")]);
+  };
+  const runsFeed: Feed = liveRows(client, { executions: [{ execution_id: null, seq: null, project_id: projectId, path, cell_id: null, name: null, account_id: null, status: null, session: null, source: null, error: null, execution_count: null, requested: null, finished: null }] }, (r) => String(r.execution_id), (rows) => {
+    runs = ([...rows.values()] as unknown as RunRecord[]).sort((a, b) => a.seq - b.seq);
+    const before = new Map(lastRun);
+    lastRun.clear();
+    for (const r of runs) lastRun.set(r.cell_id, r);
+    // Only the cells whose newest run changed are rendered again.
+    for (const v of views) if (v.mounted && before.get(v.id) !== lastRun.get(v.id)) v.renderRunBy();
+    renderRuns();
+  });
+  // "2 min ago" moves on.
+  const ageTimer = window.setInterval(() => { for (const v of views) if (v.mounted) v.renderRunBy(); renderRuns(); }, 30_000);
+
   // -- the keyboard ---------------------------------------------------------------------
 
   const double = (key: string) => {
@@ -462,6 +512,8 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     destroy: () => {
       destroyed = true;
       feed.cancel();
+      runsFeed.cancel();
+      clearInterval(ageTimer);
       stopPresence();
       observer.disconnect();
       model.changed.disconnect(onChanged);
