@@ -32,7 +32,7 @@ def _kernels(conn: Connection) -> Kernels:
 
 
 async def _running(conn: Connection, args: dict[str, Any]) -> KernelSession:
-    project_id, path, _ = await authorize(conn, args, ".ipynb")
+    project_id, path, _ = await authorize(conn, args, ".ipynb", write=True)
     session = _kernels(conn).get(project_id, path)
     if session is None:
         raise ApiError("no_kernel", "no kernel is running for this notebook", status=404)
@@ -107,7 +107,7 @@ async def input_reply(conn: Connection, args: dict[str, Any]) -> Any:
 
 async def status(conn: Connection, args: dict[str, Any]) -> Any:
     _only(args)
-    project_id, path, _ = await authorize(conn, args, ".ipynb")
+    project_id, path, _ = await authorize(conn, args, ".ipynb", write=False)
     session = _kernels(conn).get(project_id, path)
     if session is None:
         return {"status": "stopped", "queued": []}

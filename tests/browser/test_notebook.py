@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
+from uuid import UUID
 
 import nbformat
 from playwright.async_api import Browser, Page, expect
@@ -15,7 +16,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.browser.conftest import eventually, page_for, shoot
 from tests.browser.test_editor import shared_project
 from tests.browser.test_files import project_file
-from tests.conftest import Served, User, make_user
+from tests.conftest import Served, User, make_user, ws_connect
 from tests.sync.yclient import connect
 
 
@@ -550,3 +551,44 @@ async def test_the_other_person_sees_who_ran_a_cell_and_the_runs_panel(
     await expect(cell(g, 31)).to_be_in_viewport()
     await expect(cell(g, 31)).to_have_class(re.compile(r"\bactive\b"))
     await shut_kernel(server, pid, "nb.ipynb")
+
+
+async def test_a_viewer_sees_the_notebook_live_but_cannot_type_or_run(
+    server: Served, browser: Browser
+) -> None:
+    ada, grace, pid, a, g = await two_people(
+        server, browser, {"nb.ipynb": notebook(("code", "x = 1"), ("markdown", "# Notes"))}
+    )
+    async with ws_connect(server, ada.key) as ws:
+        answer = await ws.call(
+            "project.set_role",
+            {"project_id": pid, "account_id": grace.account_id, "role": "viewer"},
+        )
+        assert answer["result"]["role"] == "viewer", answer
+    await open_notebook(a, pid, "nb.ipynb")
+    await open_notebook(g, pid, "nb.ipynb")
+    await expect(g.get_by_test_id("view-only")).to_be_visible()
+    await expect(g.get_by_test_id("run")).to_be_hidden()
+    await expect(g.get_by_test_id("restart")).to_be_hidden()
+    await expect(a.get_by_test_id("view-only")).to_be_hidden()
+    await expect(a.get_by_test_id("run")).to_be_visible()
+    # Typing in a cell changes nothing, there or anywhere.
+    await cell(g, 0).locator(".cm-content").click()
+    await g.keyboard.type("GRACE")
+    await g.keyboard.press("Shift+Enter")
+    await g.keyboard.press("Escape")
+    # Command-mode keys that change the notebook do nothing either.
+    for key in ("b", "a", "m", "d", "d", "Shift+Enter", "x", "v"):
+        await g.keyboard.press(key)
+    await shows_source(g, 0, "x = 1")
+    await expect(g.locator(".nb-cells .cell")).to_have_count(2)
+    # The owner's typing shows up live for the viewer.
+    await cell(a, 0).locator(".cm-content").click()
+    await a.keyboard.press("End")
+    await a.keyboard.type(" + 1")
+    await shows_source(g, 0, "x = 1 + 1")
+    await shows_source(a, 0, "x = 1 + 1")
+    await expect(a.locator(".nb-cells .cell")).to_have_count(2)
+    await expect(cell(g, 0).locator(".cell-prompt")).to_have_text("[ ]")
+    assert server.services.extra["kernels"].get(UUID(pid), "nb.ipynb") is None
+    await shoot(g, "notebook-viewer")

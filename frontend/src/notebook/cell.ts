@@ -165,6 +165,15 @@ export class CellView {
     this.runByEl = null;
   }
 
+  /** The editor again, after the notebook became writable or read-only. */
+  resetEditor(): void {
+    if (!this.mounted || !this.editor) return;
+    this.editor.destroy();
+    this.editor = null;
+    this.renderInput();
+    if (this.inputHost) { delete this.inputHost.dataset.prompt; this.renderStdin(); }
+  }
+
   /** "run by Ada · 2 min ago" from the cell's newest recorded run. */
   renderRunBy(): void {
     const el = this.runByEl;
@@ -343,7 +352,7 @@ export class CellView {
     }
     if (this.inputHost.dataset.prompt === `${request.prompt}|${request.password}` && this.inputHost.firstChild) return;
     this.inputHost.dataset.prompt = `${request.prompt}|${request.password}`;
-    const field = h("input", { class: "input stdin-field", type: request.password ? "password" : "text", "aria-label": request.prompt || "Input", autocomplete: "off", spellcheck: false });
+    const field = h("input", { class: "input stdin-field", type: request.password ? "password" : "text", "aria-label": request.prompt || "Input", autocomplete: "off", spellcheck: false, disabled: !this.host.writable() });
     const form = h("form", { class: "stdin", onsubmit: async (e: Event) => {
       e.preventDefault();
       field.disabled = true;

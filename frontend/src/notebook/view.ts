@@ -42,6 +42,9 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   let lastKey = { key: "", at: 0 };
   let destroyed = false;
   let kernelRow: { status?: string; kernel_name?: string } = {};
+  // A viewer sees everything live and changes nothing (the server drops its updates and
+  // refuses its calls; this only keeps the page honest about it).
+  let readOnly = false;
 
   const list = h("div", { class: "nb-cells", tabindex: 0, role: "list", "aria-label": "Cells", "data-mode": "command" });
   const scroller = h("div", { class: "nb-scroll" }, list);
@@ -69,9 +72,8 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   };
   const typeSelect = h("select", { class: "input cell-type-select", "aria-label": "Cell type", onchange: () => setType(typeSelect.value) },
     h("option", { value: "code" }, "Code"), h("option", { value: "markdown" }, "Markdown"), h("option", { value: "raw" }, "Raw"));
-  const toolbar = h("div", { class: "doc-toolbar nb-toolbar" },
-    h("span", { class: "doc-path", title: path }, path),
-    h("div", { class: "nb-tools" },
+  const viewOnly = h("span", { class: "badge nb-view-only", hidden: true, "data-testid": "view-only", title: "You are a viewer in this project: you see changes live but cannot edit or run" }, icon("eye", 13), "View only");
+  const tools = h("div", { class: "nb-tools" },
       tool("Insert a cell below (B)", "plus", () => insertBelow()),
       tool("Run the cell and select the next (Shift-Enter)", "play", () => void runSelected("next"), { text: "Run", "data-testid": "run" }),
       tool("Interrupt the kernel (I, I)", "stop", () => void interrupt(), { "data-testid": "interrupt" }),
@@ -87,7 +89,11 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
         ["Clear all outputs", () => clearOutputs(true)],
         ["Undo cell deletion (Z)", () => undoDelete()],
       ]),
-      typeSelect),
+      typeSelect);
+  const toolbar = h("div", { class: "doc-toolbar nb-toolbar" },
+    h("span", { class: "doc-path", title: path }, path),
+    tools,
+    viewOnly,
     tool("Who ran what in this notebook", "history", () => toggleRuns(), { text: "Runs", "data-testid": "runs-toggle" }),
     people,
     h("div", { class: "kernel-info", "aria-label": "Kernel" }, kernelName, kernelBadge));
@@ -121,7 +127,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     },
     input: () => (kernelMap.get("input") as InputRequest | undefined) ?? null,
     lastRun: (cell) => lastRun.get(cell.id) ?? null,
-    writable: () => true,
+    writable: () => !readOnly,
     answer: async (value) => {
       try { await client.call("kernel.input", { project_id: projectId, path, value }); } catch (err) { toast(String((err as Error).message), "error"); }
     },
@@ -446,6 +452,22 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   // "2 min ago" moves on.
   const ageTimer = window.setInterval(() => { for (const v of views) if (v.mounted) v.renderRunBy(); renderRuns(); }, 30_000);
 
+  // -- my role ----------------------------------------------------------------------------
+
+  const setReadOnly = (value: boolean) => {
+    if (value === readOnly) return;
+    readOnly = value;
+    tools.hidden = value;
+    viewOnly.hidden = !value;
+    empty.querySelector(".btn-group")?.toggleAttribute("hidden", value);
+    list.dataset.readonly = String(value);
+    for (const v of views) v.resetEditor();
+  };
+  const roleFeed: Feed = liveRows(client, { collaborators: [{ project_id: projectId, account_id: session().account.account_id, role: null }] }, (r) => String(r.account_id), (rows) => {
+    const mine = rows.get(session().account.account_id);
+    setReadOnly(mine?.role === "viewer");
+  });
+
   // -- the keyboard ---------------------------------------------------------------------
 
   const double = (key: string) => {
@@ -462,7 +484,9 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     if (k !== lastKey.key && k !== "Shift") lastKey = { key: "", at: 0 };
     const plain = !e.ctrlKey && !e.metaKey && !e.altKey;
     let handled = true;
-    if (k === "Enter" && e.shiftKey) void runSelected("next");
+    const looking = ["ArrowUp", "ArrowDown", "j", "J", "k", "K", "Enter", "Escape", "c"].includes(k) && !(k === "Enter" && (e.shiftKey || e.ctrlKey || e.metaKey || e.altKey));
+    if (readOnly && !looking) handled = false;
+    else if (k === "Enter" && e.shiftKey) void runSelected("next");
     else if (k === "Enter" && (e.ctrlKey || e.metaKey)) void runSelected("stay");
     else if (k === "Enter" && e.altKey) void runSelected("insert");
     else if (k === "Enter") editActive();
@@ -513,6 +537,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       destroyed = true;
       feed.cancel();
       runsFeed.cancel();
+      roleFeed.cancel();
       clearInterval(ageTimer);
       stopPresence();
       observer.disconnect();
