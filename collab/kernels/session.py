@@ -135,14 +135,19 @@ class KernelSession:
         if self._backend is not None:
             await self._backend.interrupt()
 
-    async def restart(self) -> None:
-        """Restart the kernel (a fresh namespace); queued cells are not run."""
+    async def restart(self, spec: dict[str, Any] | None = None) -> None:
+        """Restart the kernel (a fresh namespace); queued cells are not run. With `spec`
+        ({name, display_name, language}) the notebook's metadata names that kernelspec
+        and the new kernel is one."""
         async with self._lock:
             self.last_activity = time.monotonic()
             self._drop_queue()
             if self._run_now is not None:
                 self._run_now.abort("the kernel restarted")
-            if self._backend is None or not await self._backend.is_alive():
+            if spec is not None:
+                _set_kernelspec(self.doc, spec)
+            changed = (_kernel_name(self.doc) or self.default_kernel) != self.kernel_name
+            if self._backend is None or changed or not await self._backend.is_alive():
                 await self._stop_backend()
                 await self._start_backend()
                 return
@@ -416,6 +421,21 @@ def _kernel_name(doc: Doc) -> str | None:
         if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"]:
             return str(spec["name"])
     return None
+
+
+def _set_kernelspec(doc: Doc, spec: dict[str, Any]) -> None:
+    meta = doc.get("meta", type=Map)
+    value = {"name": spec["name"], "display_name": spec.get("display_name") or spec["name"]}
+    if spec.get("language"):
+        value["language"] = spec["language"]
+    with doc.transaction():
+        metadata = meta.get("metadata")
+        if isinstance(metadata, Map):
+            metadata["kernelspec"] = value
+        else:
+            plain = dict(metadata) if isinstance(metadata, dict) else {}
+            plain["kernelspec"] = value
+            meta["metadata"] = Map(plain)
 
 
 def _error(ename: str, evalue: str) -> dict[str, Any]:

@@ -592,3 +592,55 @@ async def test_a_viewer_sees_the_notebook_live_but_cannot_type_or_run(
     await expect(cell(g, 0).locator(".cell-prompt")).to_have_text("[ ]")
     assert server.services.extra["kernels"].get(UUID(pid), "nb.ipynb") is None
     await shoot(g, "notebook-viewer")
+
+
+async def test_the_kernel_picker_changes_the_kernelspec_and_restarts(
+    server: Served, browser: Browser, tmp_path: Any, monkeypatch: Any
+) -> None:
+    import json
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    python3 = KernelSpecManager().get_kernel_spec("python3")
+    folder = tmp_path / "jupyter" / "kernels" / "alt"
+    folder.mkdir(parents=True)
+    spec = {"argv": python3.argv, "display_name": "Python (alt)", "language": "python"}
+    (folder / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+
+    _, _, pid, a, g = await two_people(server, browser, {"nb.ipynb": notebook(("code", "x = 5"))})
+    await open_notebook(a, pid, "nb.ipynb")
+    await open_notebook(g, pid, "nb.ipynb")
+    picker = a.get_by_test_id("kernel-picker")
+    await expect(picker).to_have_value("python3")
+    await expect(picker.locator("option")).to_contain_text(["Python (alt)", "Python 3"])
+    await cell(a, 0).locator(".cell-gutter").click()
+    await a.keyboard.press("Control+Enter")
+    await expect(cell(g, 0).locator(".cell-prompt")).to_have_text("[1]", timeout=60000)
+
+    await picker.select_option("alt")
+    await a.get_by_role("button", name="Change kernel").click()
+    # Both see the notebook's kernel change, and the kernel restarted as it.
+    await expect(g.get_by_test_id("kernel-picker")).to_have_value("alt", timeout=60000)
+    await expect(picker).to_have_value("alt")
+    await expect(g.get_by_test_id("kernel-status")).to_have_attribute(
+        "data-status", "idle", timeout=60000
+    )
+    session = server.services.extra["kernels"].get(UUID(pid), "nb.ipynb")
+
+    async def restarted() -> bool:
+        return session.kernel_name == "alt"
+
+    await eventually(restarted, what="the kernel to run as alt")
+    await shoot(a, "notebook-kernel-picker")
+    await shut_kernel(server, pid, "nb.ipynb")
+    target = project_file(server, pid, "nb.ipynb")
+
+    async def saved() -> bool:
+        try:
+            nb = nbformat.reads(await asyncio.to_thread(target.read_text), as_version=4)
+        except (OSError, ValueError):
+            return False
+        return bool(nb.metadata.get("kernelspec", {}).get("name") == "alt")
+
+    await eventually(saved, what="the file to name the alt kernelspec")

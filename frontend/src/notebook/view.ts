@@ -54,7 +54,10 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     h("div", { class: "nb-runs-head" }, h("strong", {}, "Who ran what"), h("span", { class: "muted small" }, "newest first")),
     runsList);
   const kernelBadge = h("span", { class: "kernel-badge badge", "data-testid": "kernel-status" });
-  const kernelName = h("span", { class: "kernel-name muted small" });
+  // The kernel picker: the kernelspecs the server offers (kernel.specs); picking one
+  // writes the notebook's kernelspec metadata and restarts the kernel as it.
+  const kernelPicker = h("select", { class: "input input-sm kernel-picker", "aria-label": "Kernel", "data-testid": "kernel-picker", onchange: () => void pickKernel(kernelPicker.value) }) as HTMLSelectElement;
+  let specs: { name: string; display_name: string }[] = [];
   const empty = h("div", { class: "nb-empty", hidden: true },
     h("p", { class: "muted" }, "This notebook has no cells yet."),
     h("div", { class: "btn-group" },
@@ -96,7 +99,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     viewOnly,
     tool("Who ran what in this notebook", "history", () => toggleRuns(), { text: "Runs", "data-testid": "runs-toggle" }),
     people,
-    h("div", { class: "kernel-info", "aria-label": "Kernel" }, kernelName, kernelBadge));
+    h("div", { class: "kernel-info", "aria-label": "Kernel" }, kernelPicker, kernelBadge));
   replace(host, h("div", { class: "doc nb-doc" }, toolbar, h("div", { class: "nb-body" }, scroller, runsPanel)));
   const stopPresence = watchPresence(shared, people);
 
@@ -399,7 +402,16 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   const renderKernel = () => {
     const status = kernelRow.status ?? (kernelMap.get("status") as string | undefined) ?? "stopped";
     const name = kernelRow.kernel_name ?? (kernelMap.get("name") as string | undefined) ?? ((model.getMetadata("kernelspec") as { display_name?: string; name?: string } | undefined)?.display_name ?? "python3");
-    kernelName.textContent = name;
+    const wanted = (model.getMetadata("kernelspec") as { name?: string; display_name?: string } | undefined);
+    const chosen = wanted?.name || (kernelMap.get("name") as string | undefined) || "python3";
+    const offered = specs.some((s) => s.name === chosen) ? specs : [...specs, { name: chosen, display_name: specs.length ? `${wanted?.display_name || chosen} (not on this server)` : wanted?.display_name || chosen }];
+    if (kernelPicker.dataset.options !== JSON.stringify(offered)) {
+      kernelPicker.dataset.options = JSON.stringify(offered);
+      replace(kernelPicker, offered.map((s) => h("option", { value: s.name }, s.display_name)));
+    }
+    kernelPicker.value = chosen;
+    kernelPicker.disabled = readOnly;
+    kernelPicker.title = `The running kernel: ${name}`;
     kernelBadge.className = `kernel-badge badge badge-kernel-${status}`;
     kernelBadge.dataset.status = status;
     replace(kernelBadge, h("span", { class: "badge-dot" }), status === "stopped" ? "no kernel" : status);
@@ -408,6 +420,25 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     kernelRow = (rows.get(path) ?? {}) as typeof kernelRow;
     renderKernel();
   });
+
+  const loadSpecs = async () => {
+    try {
+      const answer = await client.call<{ kernelspecs: { name: string; display_name: string }[] }>("kernel.specs", { project_id: projectId });
+      specs = answer.kernelspecs;
+    } catch { specs = []; }
+    if (!destroyed) renderKernel();
+  };
+  void loadSpecs();
+  async function pickKernel(name: string): Promise<void> {
+    const current = (model.getMetadata("kernelspec") as { name?: string } | undefined)?.name;
+    if (!name || name === current) return;
+    const label = specs.find((s) => s.name === name)?.display_name ?? name;
+    const ok = await confirm(`Change the kernel to ${label}?`, "The kernel restarts as the new one: its variables are lost for everyone in this notebook.", "Change kernel");
+    if (!ok) { renderKernel(); return; }
+    await shared.flushed();
+    await call("kernel.restart", { kernel_name: name });
+    renderKernel();
+  }
 
   // -- who ran what (the `executions` table) -------------------------------------------
 
@@ -462,6 +493,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     empty.querySelector(".btn-group")?.toggleAttribute("hidden", value);
     list.dataset.readonly = String(value);
     for (const v of views) v.resetEditor();
+    renderKernel();
   };
   const roleFeed: Feed = liveRows(client, { collaborators: [{ project_id: projectId, account_id: session().account.account_id, role: null }] }, (r) => String(r.account_id), (rows) => {
     const mine = rows.get(session().account.account_id);
@@ -525,6 +557,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     model.changed.connect(onChanged);
     ycells.observeDeep(onCells);
     kernelMap.observe(onKernel);
+    model.metadataChanged.connect(renderKernel);
     renderKernel();
     const onSync = (synced: boolean) => { if (synced) { empty.hidden = views.length > 0; renderKernel(); } };
     shared.provider.on("sync", onSync);
@@ -544,6 +577,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       model.changed.disconnect(onChanged);
       ycells.unobserveDeep(onCells);
       kernelMap.unobserve(onKernel);
+      model.metadataChanged.disconnect(renderKernel);
       for (const v of views) v.destroy();
       shared.destroy();
       model.dispose();
