@@ -644,3 +644,48 @@ async def test_the_kernel_picker_changes_the_kernelspec_and_restarts(
         return bool(nb.metadata.get("kernelspec", {}).get("name") == "alt")
 
     await eventually(saved, what="the file to name the alt kernelspec")
+
+
+async def test_clicking_an_avatar_follows_that_persons_cell_until_one_scrolls(
+    server: Served, browser: Browser
+) -> None:
+    cells = [("code", f"x{i} = {i}\n" * 3) for i in range(60)]
+    _, _, pid, a, g = await two_people(server, browser, {"nb.ipynb": notebook(*cells)})
+    await open_notebook(a, pid, "nb.ipynb")
+    await open_notebook(g, pid, "nb.ipynb")
+    ada = g.locator(".presence .avatar-follow")
+    await expect(ada).to_have_count(1)
+
+    async def ada_goes_to(n: int) -> None:
+        target = cell(a, n)
+        await target.scroll_into_view_if_needed()
+        await target.locator(".cell-gutter").click()
+        # Grace's page knows where Ada is (her avatar says so).
+        await expect(ada).to_have_attribute("title", re.compile(rf"in cell {n + 1} "))
+
+    await ada_goes_to(3)
+    await ada.click()
+    await expect(g.get_by_test_id("following")).to_have_text(re.compile("Following Ada Lovelace"))
+    await expect(ada).to_have_attribute("aria-pressed", "true")
+    await ada_goes_to(50)
+    await expect(cell(g, 50)).to_be_in_viewport()
+    await shoot(g, "notebook-follow")
+    await ada_goes_to(20)
+    await expect(cell(g, 20)).to_be_in_viewport()
+    await expect(cell(g, 50)).not_to_be_in_viewport()
+    # Clicking again stops following.
+    await ada.click()
+    await expect(g.get_by_test_id("following")).to_be_hidden()
+    await ada_goes_to(55)
+    await expect(cell(g, 20)).to_be_in_viewport()
+    await expect(cell(g, 55)).not_to_be_in_viewport()
+    # Following again, then scrolling with the wheel stops it too.
+    await ada.click()
+    await expect(cell(g, 55)).to_be_in_viewport()
+    await g.locator(".nb-scroll").hover()
+    await g.mouse.wheel(0, -2500)
+    await expect(g.get_by_test_id("following")).to_be_hidden()
+    await expect(ada).to_have_attribute("aria-pressed", "false")
+    await ada_goes_to(5)
+    await ada_goes_to(58)
+    await expect(cell(g, 58)).not_to_be_in_viewport()

@@ -49,6 +49,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   const list = h("div", { class: "nb-cells", tabindex: 0, role: "list", "aria-label": "Cells", "data-mode": "command" });
   const scroller = h("div", { class: "nb-scroll" }, list);
   const people = h("div", { class: "presence", "aria-label": "People in this notebook" });
+  const followBanner = h("div", { class: "nb-following", hidden: true, "data-testid": "following" });
   const runsList = h("ol", { class: "nb-runs-list", "aria-label": "Executions" });
   const runsPanel = h("aside", { class: "nb-runs", hidden: true, "aria-label": "Who ran what", "data-testid": "runs-panel" },
     h("div", { class: "nb-runs-head" }, h("strong", {}, "Who ran what"), h("span", { class: "muted small" }, "newest first")),
@@ -100,8 +101,59 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     tool("Who ran what in this notebook", "history", () => toggleRuns(), { text: "Runs", "data-testid": "runs-toggle" }),
     people,
     h("div", { class: "kernel-info", "aria-label": "Kernel" }, kernelPicker, kernelBadge));
-  replace(host, h("div", { class: "doc nb-doc" }, toolbar, h("div", { class: "nb-body" }, scroller, runsPanel)));
-  const stopPresence = watchPresence(shared, people);
+  replace(host, h("div", { class: "doc nb-doc" }, toolbar, followBanner, h("div", { class: "nb-body" }, scroller, runsPanel)));
+  // Follow mode: clicking a collaborator's avatar follows the cell they are in (their
+  // presence says which) until the avatar is clicked again or the reader scrolls.
+  let following: { id: string; name: string; cell: string | null } | null = null;
+  const cellOf = (state: Record<string, unknown>) => ((state.notebook as { cell?: unknown } | undefined)?.cell as string | undefined) ?? null;
+  const stopPresence = watchPresence(shared, people, {
+    onPick: (id, name) => { if (following?.id === id) unfollow(); else follow(id, name); },
+    following: () => following?.id ?? null,
+    detail: (state) => {
+      const id = cellOf(state);
+      const i = id ? views.findIndex((v) => v.id === id) : -1;
+      return i >= 0 ? `in cell ${i + 1}` : "";
+    },
+  });
+  const followedCell = (): string | null => {
+    if (!following) return null;
+    let cell: string | null = null;
+    shared.provider.awareness.getStates().forEach((state, clientId) => {
+      const user = (state as { user?: { account_id?: string } }).user;
+      if (clientId !== shared.doc.clientID && user?.account_id === following!.id) cell = cellOf(state as Record<string, unknown>) ?? cell;
+    });
+    return cell;
+  };
+  const track = () => {
+    if (!following) return;
+    const cell = followedCell();
+    if (!cell || cell === following.cell) return;
+    const view = views.find((v) => v.id === cell);
+    if (!view) return;
+    following.cell = cell;
+    view.mount();
+    const box = view.el.getBoundingClientRect();
+    const port = scroller.getBoundingClientRect();
+    scroller.scrollTop += box.top - port.top - Math.max(16, (port.height - box.height) / 3);
+  };
+  function follow(id: string, name: string): void {
+    following = { id, name, cell: null };
+    replace(followBanner, `Following ${name} — scroll or click their avatar to stop`);
+    followBanner.hidden = false;
+    stopPresence.render();
+    track();
+  }
+  function unfollow(): void {
+    if (!following) return;
+    following = null;
+    followBanner.hidden = true;
+    stopPresence.render();
+  }
+  shared.provider.awareness.on("change", track);
+  // The reader's own scrolling ends follow mode (the view's own scrolls are not these).
+  for (const type of ["wheel", "touchmove"]) scroller.addEventListener(type, unfollow, { passive: true });
+  scroller.addEventListener("keydown", (e) => { if (["PageUp", "PageDown", "Home", "End", "ArrowUp", "ArrowDown", " "].includes(e.key)) unfollow(); });
+  scroller.addEventListener("mousedown", (e) => { if (e.target === scroller) unfollow(); }); // the scrollbar
 
   // -- cells ---------------------------------------------------------------------------
 
@@ -224,6 +276,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   function select(view: CellView, extend: boolean): void {
     if (!extend) anchor = view;
     else if (!anchor) anchor = active ?? view;
+    if (active !== view) shared.provider.awareness.setLocalStateField("notebook", { cell: view.id });
     active = view;
     paint();
   }
@@ -573,6 +626,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       roleFeed.cancel();
       clearInterval(ageTimer);
       stopPresence();
+      shared.provider.awareness.off("change", track);
       observer.disconnect();
       model.changed.disconnect(onChanged);
       ycells.unobserveDeep(onCells);
