@@ -51,6 +51,7 @@ class Settings:
     kernel_cull_interval: int = 60
     kernel_memory_limit: int = 4 * 1024 * 1024 * 1024
     kernels_per_project: int = 10
+    kernel_executions_kept: int = 1000
     kernel_gateway_url: str | None = None
     kernel_gateway_token: str | None = None
     # Terminals (docs/operations.md).

@@ -48,6 +48,10 @@ class Watch:
     credential: str
     is_admin: bool
     project_id: str | None = None
+    # The account may only look (a viewer): /yjs drops its document updates. Follows
+    # role changes in the change log while the connection is open.
+    read_only: bool = False
+    role_changed: bool = False  # a role change arrived after the watch was made
     revoked: bool = False
     code: int = 0
     reason: str = ""
@@ -181,6 +185,13 @@ class Revocations:
                 self._close([w], CLOSE_ACCESS_LOST, "no longer an admin")
 
     def _on_membership(self, change: Change) -> None:
+        if change.op == "U" and change.new is not None:
+            project_id, account_id = change.new["project_id"], change.new["account_id"]
+            viewer = change.new.get("role") == "viewer"
+            for w in self._by_project.get(project_id, ()):
+                if w.account_id == account_id:
+                    w.read_only, w.role_changed = viewer, True
+            return
         if change.op != "D" or change.old is None:
             return
         project_id, account_id = change.old["project_id"], change.old["account_id"]

@@ -27,11 +27,13 @@ def _only(args: dict[str, Any], *allowed: str) -> None:
         raise ApiError("bad_args", f"unexpected arguments: {', '.join(sorted(extra))}")
 
 
-async def member_root(conn: Connection, args: dict[str, Any]) -> tuple[UUID, Path]:
+async def member_root(
+    conn: Connection, args: dict[str, Any], *, write: bool = True
+) -> tuple[UUID, Path]:
+    """A member's project root; a writer's (not a viewer's) unless `write` is False."""
     project_id = project_id_arg(args)
-    if await store.role(conn.services.pool, project_id, conn.account.account_id) is None:
-        # The same answer for a missing project as for someone else's: no probing for ids.
-        raise ApiError("forbidden", "you are not a member of this project", status=403)
+    role = await store.role(conn.services.pool, project_id, conn.account.account_id)
+    store.check_role(role, write)
     root = await asyncio.to_thread(project_root, conn.services.settings.projects_dir, project_id)
     return project_id, root
 
@@ -50,7 +52,7 @@ def _os_error(err: OSError) -> ApiError:
 
 async def files_scan(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
     _only(args)
-    project_id, root = await member_root(conn, args)
+    project_id, root = await member_root(conn, args, write=False)
     count = await listing.reconcile(conn.services.pool, project_id, root)
     return {"entries": count}
 

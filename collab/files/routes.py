@@ -25,7 +25,9 @@ from collab.web.headers import raw_headers
 UPLOAD_PREFIX = ".collab-upload-"
 
 
-async def _member_file(request: Request, *, follow: bool = True) -> tuple[UUID, Path, str, Path]:
+async def _member_file(
+    request: Request, *, follow: bool = True, write: bool = False
+) -> tuple[UUID, Path, str, Path]:
     svc = services(request)
     identity, reason = await identify(request, svc.sessions, svc.keys)
     if identity is None:
@@ -36,8 +38,7 @@ async def _member_file(request: Request, *, follow: bool = True) -> tuple[UUID, 
         project_id = UUID(request.path_params["project_id"])
     except ValueError:
         raise ApiError("forbidden", "you are not a member of this project", status=403) from None
-    if await store.role(svc.pool, project_id, identity.account.account_id) is None:
-        raise ApiError("forbidden", "you are not a member of this project", status=403)
+    store.check_role(await store.role(svc.pool, project_id, identity.account.account_id), write)
     path = checked(request.path_params["path"])
     root = await asyncio.to_thread(project_root, svc.settings.projects_dir, project_id)
     full = await asyncio.to_thread(inside, root, path, follow=follow)
@@ -107,7 +108,7 @@ async def upload(request: Request) -> Response:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError("too_large", f"an upload is at most {limit} bytes", status=413)
-    project_id, root, path, _ = await _member_file(request, follow=False)
+    project_id, root, path, _ = await _member_file(request, follow=False, write=True)
     target = await asyncio.to_thread(inside, root, path)
     # Written beside the target and renamed over it: a reader sees the old file or the
     # whole new one, never a part; a failed or oversized upload leaves nothing behind.

@@ -47,14 +47,15 @@ def _inside(root: Path, path: str) -> Path:
     return full
 
 
-async def authorize(conn: Connection, args: dict[str, Any], suffix: str) -> tuple[UUID, str, Path]:
-    """Check membership and path: (project_id, relative path, project directory)."""
+async def authorize(
+    conn: Connection, args: dict[str, Any], suffix: str, *, write: bool = True
+) -> tuple[UUID, str, Path]:
+    """Check membership (a writer's role unless `write` is False: viewers only look) and
+    the path: (project_id, relative path, project directory)."""
     project_id = project_id_arg(args)
     path = relative_path(args.get("path"), suffix)
     role = await store.role(conn.services.pool, project_id, conn.account.account_id)
-    if role is None:
-        # Same answer for a missing project as for someone else's: no probing for ids.
-        raise ApiError("forbidden", "you are not a member of this project", status=403)
+    store.check_role(role, write)
     directory = store.project_dir(conn.services.settings.projects_dir, project_id)
     # One trip to a thread: resolving symlinks touches the disk.
     await asyncio.to_thread(_inside, directory, path)

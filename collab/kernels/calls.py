@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from collab.errors import ApiError, valid_unicode
-from collab.kernels.access import authorize
+from collab.kernels import specs
+from collab.kernels.access import authorize, project_id_arg
 from collab.kernels.manager import Kernels
 from collab.kernels.session import KernelGone, KernelSession
+from collab.projects import store
 from collab.services import Services
 from collab.ws.connection import Connection
 from collab.ws.dispatch import Api
@@ -32,7 +34,7 @@ def _kernels(conn: Connection) -> Kernels:
 
 
 async def _running(conn: Connection, args: dict[str, Any]) -> KernelSession:
-    project_id, path, _ = await authorize(conn, args, ".ipynb")
+    project_id, path, _ = await authorize(conn, args, ".ipynb", write=True)
     session = _kernels(conn).get(project_id, path)
     if session is None:
         raise ApiError("no_kernel", "no kernel is running for this notebook", status=404)
@@ -51,7 +53,10 @@ async def execute(conn: Connection, args: dict[str, Any]) -> Any:
     project_id, path, directory = await authorize(conn, args, ".ipynb")
     session = await _kernels(conn).open(project_id, path, directory)
     try:
-        queued = session.execute(cell_ids)
+        queued = session.execute(
+            cell_ids,
+            {"account_id": conn.account.account_id, "name": conn.account.name},
+        )
     except KernelGone:
         raise ApiError("no_kernel", "the kernel is shutting down; try again", 409) from None
     if not queued:
@@ -67,16 +72,22 @@ async def interrupt(conn: Connection, args: dict[str, Any]) -> Any:
 
 
 async def restart(conn: Connection, args: dict[str, Any]) -> Any:
-    _only(args)
+    """Restart the notebook's kernel; with `kernel_name`, as that kernelspec (written
+    into the notebook's metadata for everyone) — the kernel picker."""
+    _only(args, "kernel_name")
+    name = args.get("kernel_name")
+    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 256):
+        raise ApiError("bad_args", "`kernel_name` is a kernelspec name from kernel.specs")
     project_id, path, directory = await authorize(conn, args, ".ipynb")
+    spec = await specs.find(conn.services.settings, name) if name is not None else None
     session = await _kernels(conn).open(project_id, path, directory)
     try:
-        await session.restart()
+        await session.restart(spec)
     except ApiError:
         raise
     except Exception:
         raise ApiError("kernel_failed", "the kernel could not be restarted", 500) from None
-    return {"status": session.status}
+    return {"status": session.status, "name": session.kernel_name}
 
 
 async def shutdown(conn: Connection, args: dict[str, Any]) -> Any:
@@ -104,11 +115,23 @@ async def input_reply(conn: Connection, args: dict[str, Any]) -> Any:
 
 async def status(conn: Connection, args: dict[str, Any]) -> Any:
     _only(args)
-    project_id, path, _ = await authorize(conn, args, ".ipynb")
+    project_id, path, _ = await authorize(conn, args, ".ipynb", write=False)
     session = _kernels(conn).get(project_id, path)
     if session is None:
         return {"status": "stopped", "queued": []}
     return {"status": session.status, "name": session.kernel_name, "queued": session.queued}
+
+
+async def kernel_specs(conn: Connection, args: dict[str, Any]) -> Any:
+    """kernel.specs {project_id}: the kernelspecs a notebook of the project may use."""
+    extra = set(args) - {"project_id"}
+    if extra:
+        raise ApiError("bad_args", f"unexpected arguments: {', '.join(sorted(extra))}")
+    project_id = project_id_arg(args)
+    store.check_role(
+        await store.role(conn.services.pool, project_id, conn.account.account_id), False
+    )
+    return await specs.kernelspecs(conn.services.settings)
 
 
 CALLS = {
@@ -118,6 +141,7 @@ CALLS = {
     "kernel.shutdown": shutdown,
     "kernel.input": input_reply,
     "kernel.status": status,
+    "kernel.specs": kernel_specs,
 }
 
 

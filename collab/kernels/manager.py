@@ -17,6 +17,7 @@ from collab.config import Settings
 from collab.db.liveness import Liveness
 from collab.errors import ApiError
 from collab.kernels.backend import Backend, LocalBackend
+from collab.kernels.executions import ExecutionLog
 from collab.kernels.session import KernelSession
 from collab.sandbox.service import Sandbox
 
@@ -58,6 +59,12 @@ class Kernels:
         self._liveness = Liveness(database_url, "collab-kernel-host") if database_url else None
         self._statuses: asyncio.Queue[tuple[UUID, str, str, str] | None] = asyncio.Queue()
         self._status_writer: asyncio.Task[None] | None = None
+        # Who ran what (the `executions` table, migration 0012).
+        self.executions = (
+            ExecutionLog(pool, settings.kernel_executions_kept, lambda: self.host)
+            if pool is not None
+            else None
+        )
         self._make_backend = make_backend
         self._sessions: dict[Key, tuple[KernelSession, Any]] = {}
         # Shutdowns under way: a second caller waits for the first instead of finding
@@ -100,6 +107,8 @@ class Kernels:
             # are stale; those of processes still running are not ours to touch.
             await self.reconcile()
             self._status_writer = asyncio.create_task(self._write_statuses(), name="kernel-status")
+        if self.executions is not None:
+            self.executions.start()
         self._culler = asyncio.create_task(self._cull_loop(), name="kernel-culler")
 
     async def close(self) -> None:
@@ -112,6 +121,8 @@ class Kernels:
         if self._status_writer is not None:
             self._statuses.put_nowait(None)  # written after every status queued before it
             await self._status_writer
+        if self.executions is not None:
+            await self.executions.close()
         if self._liveness is not None:
             await self._liveness.close()
         if self._own_sandbox:
@@ -154,6 +165,13 @@ class Kernels:
                     host,
                 )
                 count += int(result.split()[-1])
+                # Their runs ended with them.
+                await conn.execute(
+                    """UPDATE executions SET status = 'aborted', finished = now(),
+                       error = 'the server stopped'
+                       WHERE status IN ('queued', 'running') AND host IS NOT DISTINCT FROM $1""",
+                    host,
+                )
         if count:
             log.info("reconciled kernels of ended processes", extra={"event": "kernel.reconciled"})
         return count
@@ -214,10 +232,21 @@ class Kernels:
                 max_outputs=s.kernel_max_outputs,
                 flush_interval=s.kernel_flush_ms / 1000,
                 on_status=lambda session: self._status_changed(project_id, path, session),
+                on_execution=self._execution_reporter(project_id, path),
             )
             session.start()
             self._sessions[(project_id, path)] = (session, room)
             return session
+
+    def _execution_reporter(self, project_id: UUID, path: str) -> Callable[..., None] | None:
+        executions = self.executions
+        if executions is None:
+            return None
+
+        def report(kind: str, execution_id: str, **fields: Any) -> None:
+            executions.report(project_id, path, kind, execution_id, **fields)
+
+        return report
 
     async def shutdown(self, project_id: UUID, path: str) -> bool:
         key = (project_id, path)

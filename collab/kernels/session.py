@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class _Run:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     prompt: dict[str, Any] | None = None
+    interrupted: bool = False
 
     def abort(self, reason: str) -> None:
         for fut in (self.reply, self.idle):
@@ -66,6 +68,7 @@ class KernelSession:
         flush_interval: float = 0.05,
         poll_interval: float = 1.0,
         on_status: Callable[[KernelSession], None] | None = None,
+        on_execution: Callable[..., None] | None = None,
     ) -> None:
         self.doc = doc
         self._make_backend = make_backend
@@ -75,11 +78,16 @@ class KernelSession:
         )
         self.poll_interval = poll_interval
         self._on_status = on_status
+        # on_execution(kind, execution_id, **fields): a run was queued / started /
+        # finished (collab/kernels/executions.py records it).
+        self._on_execution = on_execution
         self.status = STOPPED
         self.kernel_name = ""
+        # Names the kernel process: a new one at every start and restart.
+        self.session_id = ""
         self.last_activity = time.monotonic()
         self._backend: Backend | None = None
-        self._queue: deque[str] = deque()
+        self._queue: deque[tuple[str, str]] = deque()  # (cell id, execution id)
         self._wake = asyncio.Event()
         self._run_now: _Run | None = None
         self._active: str | None = None  # the cell taken from the queue, until it is done
@@ -102,38 +110,49 @@ class KernelSession:
 
     @property
     def queued(self) -> list[str]:
-        return list(self._queue)
+        return [cell_id for cell_id, _ in self._queue]
 
-    def execute(self, cell_ids: list[str]) -> list[str]:
-        """Queue code cells that exist in the document; returns the ids queued."""
+    def execute(self, cell_ids: list[str], requester: dict[str, Any] | None = None) -> list[str]:
+        """Queue code cells that exist in the document; returns the ids queued.
+        `requester` ({account_id, name}) is recorded with each run."""
         if self._closed:
             raise KernelGone("the kernel is shut down")
         known = _code_cell_ids(self.doc)
         queued = [c for c in cell_ids if c in known]
         for cell_id in queued:
-            self._queue.append(cell_id)
+            execution_id = str(uuid.uuid4())
+            self._queue.append((cell_id, execution_id))
             self.writer.set_state(cell_id, QUEUED)
+            self._report("queued", execution_id, cell_id=cell_id, **(requester or {}))
         self.last_activity = time.monotonic()
         self._wake.set()
         return queued
 
     async def interrupt(self) -> None:
         self.last_activity = time.monotonic()
+        if self._run_now is not None:
+            self._run_now.interrupted = True
         if self._backend is not None:
             await self._backend.interrupt()
 
-    async def restart(self) -> None:
-        """Restart the kernel (a fresh namespace); queued cells are not run."""
+    async def restart(self, spec: dict[str, Any] | None = None) -> None:
+        """Restart the kernel (a fresh namespace); queued cells are not run. With `spec`
+        ({name, display_name, language}) the notebook's metadata names that kernelspec
+        and the new kernel is one."""
         async with self._lock:
             self.last_activity = time.monotonic()
             self._drop_queue()
             if self._run_now is not None:
                 self._run_now.abort("the kernel restarted")
-            if self._backend is None or not await self._backend.is_alive():
+            if spec is not None:
+                _set_kernelspec(self.doc, spec)
+            changed = (_kernel_name(self.doc) or self.default_kernel) != self.kernel_name
+            if self._backend is None or changed or not await self._backend.is_alive():
                 await self._stop_backend()
                 await self._start_backend()
                 return
             self._set_status(RESTARTING)
+            self.session_id = str(uuid.uuid4())
             try:
                 await self._backend.restart()
             except Exception:
@@ -180,11 +199,13 @@ class KernelSession:
             while not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
-            cell_id = self._active = self._queue.popleft()
+            cell_id, execution_id = self._queue.popleft()
+            self._active = cell_id
             try:
-                ok = await self._run_cell(cell_id)
+                ok = await self._run_cell(cell_id, execution_id)
             except Exception:
                 log.exception("running a cell failed", extra={"event": "kernel.run_failed"})
+                self._report("finished", execution_id, status="error", error="the run failed")
                 ok = False
             finally:
                 self._active = None
@@ -192,9 +213,10 @@ class KernelSession:
                 self._drop_queue()
             self.last_activity = time.monotonic()
 
-    async def _run_cell(self, cell_id: str) -> bool:
+    async def _run_cell(self, cell_id: str, execution_id: str = "") -> bool:
         code = _cell_source(self.doc, cell_id)
         if code is None:
+            self._report("finished", execution_id, status="aborted", error="the cell was deleted")
             return True  # deleted while queued
         async with self._lock:
             if self._backend is None:
@@ -206,11 +228,21 @@ class KernelSession:
                     self.writer.message(cell_id, "error", _error("KernelStartFailed", str(exc)))
                     self.writer.finish(cell_id, IDLE)
                     self._set_status(DEAD)
+                    self._report(
+                        "finished", execution_id, status="error", error=f"KernelStartFailed: {exc}"
+                    )
                     return False
             backend = self._backend
             assert backend is not None
             run = self._run_now = _Run(cell_id)
             self.writer.begin(cell_id)
+            self._report(
+                "started",
+                execution_id,
+                session=self.session_id,
+                kernel_name=self.kernel_name,
+                source=code,
+            )
             run.msg_id = backend.execute(code)
         try:
             reply = await run.reply
@@ -219,16 +251,41 @@ class KernelSession:
             if self.status == DEAD:
                 self.writer.message(cell_id, "error", _error("KernelDied", str(gone)))
             self.writer.finish(cell_id, IDLE)
+            self._report("finished", execution_id, status="aborted", error=str(gone))
             return False
         finally:
             self._run_now = None
             self._publish(input=None)
         self.writer.finish(cell_id, IDLE)
-        return reply.get("status") == "ok"
+        status = reply.get("status")
+        count = reply.get("execution_count")
+        count = count if isinstance(count, int) and not isinstance(count, bool) else None
+        if status == "ok":
+            self._report("finished", execution_id, status="ok", execution_count=count)
+        else:
+            ename = str(reply.get("ename") or "")
+            outcome = "aborted" if status == "aborted" else "error"
+            if status == "error" and (run.interrupted or ename == "KeyboardInterrupt"):
+                outcome = "interrupted"
+            error = f"{ename}: {reply.get('evalue') or ''}" if ename else ""
+            self._report(
+                "finished", execution_id, status=outcome, execution_count=count, error=error
+            )
+        return status == "ok"
 
     def _drop_queue(self) -> None:
         while self._queue:
-            self.writer.set_state(self._queue.popleft(), NOT_RUN)
+            cell_id, execution_id = self._queue.popleft()
+            self.writer.set_state(cell_id, NOT_RUN)
+            self._report("finished", execution_id, status="aborted", error="not run")
+
+    def _report(self, kind: str, execution_id: str, **fields: Any) -> None:
+        if self._on_execution is None or not execution_id:
+            return
+        try:
+            self._on_execution(kind, execution_id, **fields)
+        except Exception:
+            log.exception("reporting an execution failed")
 
     # -- kernel messages -------------------------------------------------------------
 
@@ -264,6 +321,7 @@ class KernelSession:
 
     async def _start_backend(self) -> None:
         self.kernel_name = _kernel_name(self.doc) or self.default_kernel
+        self.session_id = str(uuid.uuid4())
         self._set_status(STARTING)
         backend = self._make_backend(self.kernel_name)
         try:
@@ -363,6 +421,21 @@ def _kernel_name(doc: Doc) -> str | None:
         if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"]:
             return str(spec["name"])
     return None
+
+
+def _set_kernelspec(doc: Doc, spec: dict[str, Any]) -> None:
+    meta = doc.get("meta", type=Map)
+    value = {"name": spec["name"], "display_name": spec.get("display_name") or spec["name"]}
+    if spec.get("language"):
+        value["language"] = spec["language"]
+    with doc.transaction():
+        metadata = meta.get("metadata")
+        if isinstance(metadata, Map):
+            metadata["kernelspec"] = value
+        else:
+            plain = dict(metadata) if isinstance(metadata, dict) else {}
+            plain["kernelspec"] = value
+            meta["metadata"] = Map(plain)
 
 
 def _error(ename: str, evalue: str) -> dict[str, Any]:

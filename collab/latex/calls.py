@@ -80,7 +80,7 @@ async def forward(conn: Connection, args: dict[str, Any]) -> Any:
     _only(args, "source", "line", "column")
     line = _integer(args, "line", 1, MAX_LINE)
     column = _integer(args, "column", 0, MAX_LINE, default=0)
-    project_id, path, directory = await authorize(conn, args, SUFFIX)
+    project_id, path, directory = await authorize(conn, args, SUFFIX, write=False)
     source = path
     if "source" in args:
         raw = args["source"]
@@ -99,7 +99,7 @@ async def inverse(conn: Connection, args: dict[str, Any]) -> Any:
     _only(args, "page", "x", "y")
     page = _integer(args, "page", 1, MAX_PAGE)
     x, y = _number(args, "x"), _number(args, "y")
-    project_id, path, directory = await authorize(conn, args, SUFFIX)
+    project_id, path, directory = await authorize(conn, args, SUFFIX, write=False)
     return await _synctex(conn, project_id, path, directory, synctex.inverse, path, page, x, y)
 
 

@@ -9,6 +9,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID
 
 from collab.errors import ApiError
 from collab.kernels.access import project_id_arg
@@ -96,9 +97,38 @@ async def uninvite(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True}
 
 
+async def set_role(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+    """project.set_role {project_id, account_id, role}: an owner makes a member a
+    `collaborator` or a `viewer` (sees everything live, changes nothing). Owners' rows
+    are not changed this way. Open connections follow the change at once."""
+    _only(args, "account_id", "role")
+    role = args.get("role")
+    if role not in ("collaborator", "viewer"):
+        raise ApiError("bad_args", "`role` is 'collaborator' or 'viewer'")
+    raw = args.get("account_id")
+    try:
+        account_id = UUID(raw) if isinstance(raw, str) else None
+    except ValueError:
+        account_id = None
+    if account_id is None:
+        raise ApiError("bad_args", "`account_id` is a UUID string")
+    project_id = await _owner(conn, args)
+    changed = await conn.services.pool.fetchval(
+        """UPDATE project_users SET role = $3
+           WHERE project_id = $1 AND account_id = $2 AND role <> 'owner' RETURNING 1""",
+        project_id,
+        account_id,
+        role,
+    )
+    if not changed:
+        raise ApiError("not_found", "no such member (an owner's role is not changed)", 404)
+    return {"account_id": str(account_id), "role": role}
+
+
 @contextlib.asynccontextmanager
 async def component(services: Services, api: Api) -> AsyncIterator[None]:
     api.register_call("project.invite", invite)
     api.register_call("project.invitations", invitations)
     api.register_call("project.uninvite", uninvite)
+    api.register_call("project.set_role", set_role)
     yield

@@ -33,6 +33,8 @@ class Client:
         self.awareness_ids: set[int] = set()
         # How many SYNC step-2/update messages it sent, for the sync-status ack.
         self.updates_received = 0
+        # Updates dropped because the account may only view the project.
+        self.refused_updates = 0
         # (store barrier, count) pairs not yet acknowledged, in commit order.
         self.acks: deque[tuple[asyncio.Future[None], int]] = deque()
 

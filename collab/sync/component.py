@@ -47,7 +47,7 @@ class _HistoryCalls:
         self.manager = manager
 
     async def _document(
-        self, conn: Connection, args: dict[str, Any], allowed: set[str]
+        self, conn: Connection, args: dict[str, Any], allowed: set[str], write: bool = False
     ) -> tuple[UUID, str, int | None]:
         extra = set(args) - allowed
         if extra:
@@ -63,8 +63,11 @@ class _HistoryCalls:
             path = paths.normalize(raw_path)
         except paths.BadPath as exc:
             raise ApiError("bad_path", str(exc)) from None
-        if not await may_open(self.services, conn.account, project_id):
+        access = await may_open(self.services, conn.account, project_id)
+        if not access:
             raise ApiError("forbidden", "no such project, or not a member", status=403)
+        if write and access == "viewer":
+            raise ApiError("forbidden", "viewers cannot change this project", status=403)
         doc_id = await self.manager.store.find_doc(project_id, path)
         return project_id, path, doc_id
 
@@ -131,7 +134,7 @@ class _HistoryCalls:
         equal that version; everyone in the room receives it. Answers once stored."""
         version = self._version_arg(args)
         project_id, path, doc_id = await self._document(
-            conn, args, {"project_id", "path", "version"}
+            conn, args, {"project_id", "path", "version"}, write=True
         )
         kind = kinds.kind_of(path)
         if not kinds.mirrored(kind):

@@ -40,10 +40,11 @@ log = logging.getLogger(__name__)
 WRITER_GRACE = 5.0
 
 
-async def may_open(services: Services, account: Any, project_id: UUID) -> bool:
+async def may_open(services: Services, account: Any, project_id: UUID) -> str | None:
+    """The account's access to the project's documents: its role, 'admin', or None."""
     if account.is_admin:
-        return True
-    return await role(services.pool, project_id, account.account_id) is not None
+        return "admin"
+    return await role(services.pool, project_id, account.account_id)
 
 
 async def yjs_endpoint(websocket: WebSocket) -> None:
@@ -93,6 +94,10 @@ async def _serve(
     if not allowed:
         await websocket.close(CLOSE_NO_ACCESS, reason="no such project, or not a member")
         return
+    # A viewer's document updates are dropped here, never applied, stored or relayed;
+    # the watch follows role changes while the connection is open.
+    if not watch.role_changed:
+        watch.read_only = allowed == "viewer"
     if watch.revoked:
         await websocket.close(watch.code, reason=watch.reason)
         return
@@ -183,7 +188,7 @@ async def _converse(
             client.close(CLOSE_TOO_LARGE, f"a message is at most {max_bytes} bytes")
             return
         try:
-            _handle(room, client, data, acks)
+            _handle(room, client, data, acks, watch)
         except ProtocolError as exc:
             log.info("bad document message", extra={"event": "sync.protocol_error"})
             client.close(CLOSE_PROTOCOL, str(exc))
@@ -198,8 +203,16 @@ async def _converse(
             return
 
 
-def _handle(room: Room, client: Client, data: bytes, acks: bool) -> None:
+def _handle(room: Room, client: Client, data: bytes, acks: bool, watch: Watch) -> None:
     message = parse(data)
+    if (
+        message.type == YMessageType.SYNC
+        and message.sync_type != YSyncMessageType.SYNC_STEP1
+        and watch.read_only
+        and not watch.is_admin
+    ):
+        _refused(client)
+        return
     if message.type == YMessageType.SYNC:
         reply = room.apply_sync(client, message.body)
         if reply is not None:
@@ -214,6 +227,21 @@ def _handle(room: Room, client: Client, data: bytes, acks: bool) -> None:
         room.apply_awareness(client, message.body)
     elif message.type == QUERY_AWARENESS:
         room.send_presence(client)
+
+
+def _refused(client: Client) -> None:
+    """A viewer's update: dropped, counted, and reported (logged on the first and then
+    every 100th, so that a misbehaving client cannot flood the log)."""
+    client.refused_updates += 1
+    if client.refused_updates == 1 or client.refused_updates % 100 == 0:
+        log.warning(
+            "document update from a viewer dropped",
+            extra={
+                "event": "sync.read_only_update",
+                "account_id": str(client.account_id),
+                "count": client.refused_updates,
+            },
+        )
 
 
 def _ack_when_stored(room: Room, client: Client, count: int) -> None:

@@ -143,8 +143,8 @@ def _scope(table: Table, me: str, role: str | None = None) -> str:
     column = f"t.{_q(table.scope_field)}"
     if table.scope == "self":
         return f"{column} = {me}"
-    owner = " AND role = 'owner'" if role == "owner" else ""
-    return f"{column} IN (SELECT project_id FROM project_users WHERE account_id = {me}{owner})"
+    wanted = {"owner": " AND role = 'owner'", "writer": " AND role <> 'viewer'"}.get(role or "", "")
+    return f"{column} IN (SELECT project_id FROM project_users WHERE account_id = {me}{wanted})"
 
 
 def select_sql(q: Query, account_id: UUID, max_rows: int) -> tuple[str, list[Any]]:
@@ -246,7 +246,8 @@ def _permission_sql(table: Table, kind: str | bool, me: str) -> str:
     if kind == "self":
         field_name = "account_id" if table.scope == "member" else table.scope_field
         return f"t.{_q(field_name)} = {me}"
-    return _scope(table, me, "owner" if kind == "owner" else None)
+    # Writes as a member need a writer's role: a viewer changes nothing.
+    return _scope(table, me, "owner" if kind == "owner" else "writer")
 
 
 async def _set(
@@ -304,7 +305,7 @@ async def _set(
         project = row.get(table.scope_field)
         if project is None:
             raise ApiError("bad_query", f"an insert into {table.name} names {table.scope_field}")
-        wanted = "AND role = 'owner'" if table.insert == "owner" else ""
+        wanted = "AND role = 'owner'" if table.insert == "owner" else "AND role <> 'viewer'"
         allowed = await conn.fetchval(
             f"SELECT 1 FROM project_users WHERE project_id = $1 AND account_id = $2 {wanted}",
             project,

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from collab.errors import ApiError, valid_unicode
 from collab.kernels.access import authorize
+from collab.projects import store
 from collab.services import Services
 from collab.terminals.manager import Terminals
 from collab.terminals.pty import Terminal
@@ -46,7 +47,7 @@ def _terminals(conn: Connection) -> Terminals:
 
 
 async def _viewed(conn: Connection, args: dict[str, Any]) -> Terminal:
-    project_id, path, _ = await authorize(conn, args, SUFFIX)
+    project_id, path, _ = await authorize(conn, args, SUFFIX, write=True)
     terminal = _terminals(conn).get(project_id, path)
     if terminal is None or not terminal.viewing(conn):
         raise ApiError("not_open", "open the terminal first (terminal.open)", 409)
@@ -83,7 +84,11 @@ def _project_lost(terminals: Terminals, project_id: str, account_id: str | None)
 async def open_terminal(conn: Connection, args: dict[str, Any]) -> Any:
     _only(args, "rows", "cols")
     rows, cols = _size(args)
-    project_id, path, directory = await authorize(conn, args, SUFFIX)
+    project_id, path, directory = await authorize(conn, args, SUFFIX, write=False)
+    role = await store.role(conn.services.pool, project_id, conn.account.account_id)
+    if role not in store.WRITERS and _terminals(conn).get(project_id, path) is None:
+        # A viewer watches a running shell; starting one is running code.
+        raise ApiError("forbidden", "viewers cannot start a terminal", status=403)
     terminal = await _terminals(conn).open(project_id, path, directory)
     if conn not in _viewing:
         _viewing[conn] = set()
@@ -124,7 +129,7 @@ async def resize_terminal(conn: Connection, args: dict[str, Any]) -> Any:
 
 async def close_terminal(conn: Connection, args: dict[str, Any]) -> Any:
     _only(args)
-    project_id, path, _ = await authorize(conn, args, SUFFIX)
+    project_id, path, _ = await authorize(conn, args, SUFFIX, write=False)
     terminal = _terminals(conn).get(project_id, path)
     if terminal is None or not terminal.viewing(conn):
         raise ApiError("not_open", "this connection does not view that terminal", 409)

@@ -6,7 +6,9 @@ notebook both browsers show."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
+from uuid import UUID
 
 import nbformat
 from playwright.async_api import Browser, Page, expect
@@ -14,7 +16,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.browser.conftest import eventually, page_for, shoot
 from tests.browser.test_editor import shared_project
 from tests.browser.test_files import project_file
-from tests.conftest import Served, User, make_user
+from tests.conftest import Served, User, make_user, ws_connect
 from tests.sync.yclient import connect
 
 
@@ -501,3 +503,189 @@ async def test_undo_in_a_cell_takes_back_only_ones_own_typing(
     await a.keyboard.press("Control+y")
     await document_is(server, pid, "u.ipynb", ada.key, [("code", "ada = 1\ngrace = 2")])
     assert a.errors == [] and g.errors == []  # type: ignore[attr-defined]
+
+
+async def test_the_other_person_sees_who_ran_a_cell_and_the_runs_panel(
+    server: Served, browser: Browser
+) -> None:
+    cells = [("code", "print(6*7)"), *[("markdown", f"# part {i}") for i in range(30)]]
+    cells.append(("code", "1/0"))
+    _, _, pid, a, g = await two_people(server, browser, {"nb.ipynb": notebook(*cells)})
+    await open_notebook(a, pid, "nb.ipynb")
+    await open_notebook(g, pid, "nb.ipynb")
+    # Nobody has run anything yet.
+    await expect(cell(g, 0).get_by_test_id("run-by")).to_be_hidden()
+    await cell(a, 0).locator(".cell-gutter").click()
+    await a.keyboard.press("Control+Enter")
+    await expect(cell(g, 0).locator(".output")).to_have_text("42", timeout=60000)
+    await expect(cell(g, 0).get_by_test_id("run-by")).to_have_text(
+        "run by Ada Lovelace · just now", timeout=30000
+    )
+    await expect(cell(a, 0).get_by_test_id("run-by")).to_contain_text("run by Ada Lovelace")
+    # Ada runs the last cell, which raises.
+    last = cell(a, 31)
+    await last.scroll_into_view_if_needed()
+    await last.locator(".cell-gutter").click()
+    await a.keyboard.press("Control+Enter")
+    await cell(g, 31).scroll_into_view_if_needed()
+    await expect(cell(g, 31).get_by_test_id("run-by")).to_contain_text(
+        "run by Ada Lovelace", timeout=60000
+    )
+    await expect(cell(g, 31).get_by_test_id("run-by")).to_contain_text("error")
+
+    # Grace's panel lists both runs, newest first, with who, which cell and the outcome.
+    await g.get_by_test_id("runs-toggle").click()
+    entries = g.get_by_test_id("runs-panel").get_by_test_id("run-entry")
+    await expect(entries).to_have_count(2, timeout=30000)
+    await expect(entries.nth(0)).to_contain_text("Ada Lovelace")
+    await expect(entries.nth(0)).to_contain_text("cell 32")
+    await expect(entries.nth(0)).to_contain_text("error")
+    await expect(entries.nth(0)).to_contain_text("1/0")
+    await expect(entries.nth(1)).to_contain_text("cell 1 [1]")
+    await expect(entries.nth(1)).to_contain_text("ok")
+    await shoot(g, "notebook-runs")
+    # Clicking a run brings its cell into view and selects it.
+    await g.locator(".nb-scroll").evaluate("el => { el.scrollTop = 0; }")
+    await expect(cell(g, 31)).not_to_be_in_viewport()
+    await entries.nth(0).click()
+    await expect(cell(g, 31)).to_be_in_viewport()
+    await expect(cell(g, 31)).to_have_class(re.compile(r"\bactive\b"))
+    await shut_kernel(server, pid, "nb.ipynb")
+
+
+async def test_a_viewer_sees_the_notebook_live_but_cannot_type_or_run(
+    server: Served, browser: Browser
+) -> None:
+    ada, grace, pid, a, g = await two_people(
+        server, browser, {"nb.ipynb": notebook(("code", "x = 1"), ("markdown", "# Notes"))}
+    )
+    async with ws_connect(server, ada.key) as ws:
+        answer = await ws.call(
+            "project.set_role",
+            {"project_id": pid, "account_id": grace.account_id, "role": "viewer"},
+        )
+        assert answer["result"]["role"] == "viewer", answer
+    await open_notebook(a, pid, "nb.ipynb")
+    await open_notebook(g, pid, "nb.ipynb")
+    await expect(g.get_by_test_id("view-only")).to_be_visible()
+    await expect(g.get_by_test_id("run")).to_be_hidden()
+    await expect(g.get_by_test_id("restart")).to_be_hidden()
+    await expect(a.get_by_test_id("view-only")).to_be_hidden()
+    await expect(a.get_by_test_id("run")).to_be_visible()
+    # Typing in a cell changes nothing, there or anywhere.
+    await cell(g, 0).locator(".cm-content").click()
+    await g.keyboard.type("GRACE")
+    await g.keyboard.press("Shift+Enter")
+    await g.keyboard.press("Escape")
+    # Command-mode keys that change the notebook do nothing either.
+    for key in ("b", "a", "m", "d", "d", "Shift+Enter", "x", "v"):
+        await g.keyboard.press(key)
+    await shows_source(g, 0, "x = 1")
+    await expect(g.locator(".nb-cells .cell")).to_have_count(2)
+    # The owner's typing shows up live for the viewer.
+    await cell(a, 0).locator(".cm-content").click()
+    await a.keyboard.press("End")
+    await a.keyboard.type(" + 1")
+    await shows_source(g, 0, "x = 1 + 1")
+    await shows_source(a, 0, "x = 1 + 1")
+    await expect(a.locator(".nb-cells .cell")).to_have_count(2)
+    await expect(cell(g, 0).locator(".cell-prompt")).to_have_text("[ ]")
+    assert server.services.extra["kernels"].get(UUID(pid), "nb.ipynb") is None
+    await shoot(g, "notebook-viewer")
+
+
+async def test_the_kernel_picker_changes_the_kernelspec_and_restarts(
+    server: Served, browser: Browser, tmp_path: Any, monkeypatch: Any
+) -> None:
+    import json
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    python3 = KernelSpecManager().get_kernel_spec("python3")
+    folder = tmp_path / "jupyter" / "kernels" / "alt"
+    folder.mkdir(parents=True)
+    spec = {"argv": python3.argv, "display_name": "Python (alt)", "language": "python"}
+    (folder / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+
+    _, _, pid, a, g = await two_people(server, browser, {"nb.ipynb": notebook(("code", "x = 5"))})
+    await open_notebook(a, pid, "nb.ipynb")
+    await open_notebook(g, pid, "nb.ipynb")
+    picker = a.get_by_test_id("kernel-picker")
+    await expect(picker).to_have_value("python3")
+    await expect(picker.locator("option")).to_contain_text(["Python (alt)", "Python 3"])
+    await cell(a, 0).locator(".cell-gutter").click()
+    await a.keyboard.press("Control+Enter")
+    await expect(cell(g, 0).locator(".cell-prompt")).to_have_text("[1]", timeout=60000)
+
+    await picker.select_option("alt")
+    await a.get_by_role("button", name="Change kernel").click()
+    # Both see the notebook's kernel change, and the kernel restarted as it.
+    await expect(g.get_by_test_id("kernel-picker")).to_have_value("alt", timeout=60000)
+    await expect(picker).to_have_value("alt")
+    await expect(g.get_by_test_id("kernel-status")).to_have_attribute(
+        "data-status", "idle", timeout=60000
+    )
+    session = server.services.extra["kernels"].get(UUID(pid), "nb.ipynb")
+
+    async def restarted() -> bool:
+        return session.kernel_name == "alt"
+
+    await eventually(restarted, what="the kernel to run as alt")
+    await shoot(a, "notebook-kernel-picker")
+    await shut_kernel(server, pid, "nb.ipynb")
+    target = project_file(server, pid, "nb.ipynb")
+
+    async def saved() -> bool:
+        try:
+            nb = nbformat.reads(await asyncio.to_thread(target.read_text), as_version=4)
+        except (OSError, ValueError):
+            return False
+        return bool(nb.metadata.get("kernelspec", {}).get("name") == "alt")
+
+    await eventually(saved, what="the file to name the alt kernelspec")
+
+
+async def test_clicking_an_avatar_follows_that_persons_cell_until_one_scrolls(
+    server: Served, browser: Browser
+) -> None:
+    cells = [("code", f"x{i} = {i}\n" * 3) for i in range(60)]
+    _, _, pid, a, g = await two_people(server, browser, {"nb.ipynb": notebook(*cells)})
+    await open_notebook(a, pid, "nb.ipynb")
+    await open_notebook(g, pid, "nb.ipynb")
+    ada = g.locator(".presence .avatar-follow")
+    await expect(ada).to_have_count(1)
+
+    async def ada_goes_to(n: int) -> None:
+        target = cell(a, n)
+        await target.scroll_into_view_if_needed()
+        await target.locator(".cell-gutter").click()
+        # Grace's page knows where Ada is (her avatar says so).
+        await expect(ada).to_have_attribute("title", re.compile(rf"in cell {n + 1} "))
+
+    await ada_goes_to(3)
+    await ada.click()
+    await expect(g.get_by_test_id("following")).to_have_text(re.compile("Following Ada Lovelace"))
+    await expect(ada).to_have_attribute("aria-pressed", "true")
+    await ada_goes_to(50)
+    await expect(cell(g, 50)).to_be_in_viewport()
+    await shoot(g, "notebook-follow")
+    await ada_goes_to(20)
+    await expect(cell(g, 20)).to_be_in_viewport()
+    await expect(cell(g, 50)).not_to_be_in_viewport()
+    # Clicking again stops following.
+    await ada.click()
+    await expect(g.get_by_test_id("following")).to_be_hidden()
+    await ada_goes_to(55)
+    await expect(cell(g, 20)).to_be_in_viewport()
+    await expect(cell(g, 55)).not_to_be_in_viewport()
+    # Following again, then scrolling with the wheel stops it too.
+    await ada.click()
+    await expect(cell(g, 55)).to_be_in_viewport()
+    await g.locator(".nb-scroll").hover()
+    await g.mouse.wheel(0, -2500)
+    await expect(g.get_by_test_id("following")).to_be_hidden()
+    await expect(ada).to_have_attribute("aria-pressed", "false")
+    await ada_goes_to(5)
+    await ada_goes_to(58)
+    await expect(cell(g, 58)).not_to_be_in_viewport()

@@ -1,21 +1,40 @@
 // Who else is in a document: one avatar per account, by the names the server stamped on
-// their presence (docs/protocol.md, "Presence").
+// their presence (docs/protocol.md, "Presence"). With `onPick`, avatars are buttons (the
+// notebook's follow mode).
 
-import { avatar, replace } from "../ui/dom";
+import { avatar, h, replace } from "../ui/dom";
 import type { SharedDoc } from "./yjs";
 
-/** Keeps `el` filled with the avatars of the document's other people; returns the stop. */
-export function watchPresence(shared: SharedDoc, el: HTMLElement): () => void {
+export interface PresenceOptions {
+  /** Called with the account id and name of the avatar clicked. */
+  onPick?: (accountId: string, name: string) => void;
+  /** The account being followed (its avatar is marked), if any. */
+  following?: () => string | null;
+  /** A line added to the avatar's title from that person's presence state. */
+  detail?: (state: Record<string, unknown>) => string;
+}
+
+/** Keeps `el` filled with the avatars of the document's other people; returns the stop
+ * and a function that renders again (after `following` changed). */
+export function watchPresence(shared: SharedDoc, el: HTMLElement, options: PresenceOptions = {}): (() => void) & { render: () => void } {
   const render = () => {
-    const seen = new Map<string, string>();
+    const seen = new Map<string, { name: string; state: Record<string, unknown> }>();
     shared.provider.awareness.getStates().forEach((state, clientId) => {
       if (clientId === shared.doc.clientID) return;
       const user = (state as { user?: { name?: string; account_id?: string } }).user;
-      if (user?.name) seen.set(user.account_id ?? String(clientId), user.name);
+      if (user?.name) seen.set(user.account_id ?? String(clientId), { name: user.name, state: state as Record<string, unknown> });
     });
-    replace(el, [...seen].map(([id, name]) => avatar(name, id)));
+    const followed = options.following?.() ?? null;
+    replace(el, [...seen].map(([id, { name, state }]) => {
+      const face = avatar(name, id);
+      const detail = options.detail?.(state);
+      if (!options.onPick) return face;
+      const title = `${name}${detail ? ` — ${detail}` : ""} · ${followed === id ? "click to stop following" : "click to follow"}`;
+      return h("button", { class: `avatar-follow${followed === id ? " following" : ""}`, title, "aria-label": title, "aria-pressed": String(followed === id), "data-account": id, onclick: () => options.onPick?.(id, name) }, face);
+    }));
   };
   shared.provider.awareness.on("change", render);
   render();
-  return () => shared.provider.awareness.off("change", render);
+  const stop = () => shared.provider.awareness.off("change", render);
+  return Object.assign(stop, { render });
 }

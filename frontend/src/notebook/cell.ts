@@ -11,7 +11,7 @@ import { drawSelection, EditorView, keymap } from "@codemirror/view";
 import type { YCellType } from "@jupyter/ydoc";
 import { yCollab, yUndoManagerKeymap } from "y-codemirror.next";
 import * as Y from "yjs";
-import { h, replace } from "../ui/dom";
+import { h, relativeTime, replace } from "../ui/dom";
 import { editorTheme, highlight } from "../editors/codemirror";
 import type { Attachments } from "../editors/markdown";
 import { markdownWithMath } from "./math";
@@ -39,6 +39,26 @@ export interface CellHost {
   queuePlace(cell: CellView): number | null;
   input(): InputRequest | null;
   answer(value: string): Promise<void>;
+  /** The newest recorded run of this cell (the `executions` table), if any. */
+  lastRun(cell: CellView): RunRecord | null;
+  /** False for a viewer: the editor is read-only. */
+  writable(): boolean;
+}
+
+/** One row of the `executions` table, as the notebook uses it. */
+export interface RunRecord {
+  execution_id: string;
+  seq: number;
+  cell_id: string;
+  name: string;
+  account_id: string | null;
+  status: string;
+  session: string;
+  source: string;
+  error: string;
+  execution_count: number | null;
+  requested: string;
+  finished: string | null;
 }
 
 const cellTheme = EditorView.theme({
@@ -65,6 +85,7 @@ export class CellView {
   private status: HTMLElement | null = null;
   private outputs: HTMLElement | null = null;
   private inputHost: HTMLElement | null = null;
+  private runByEl: HTMLElement | null = null;
   private rendered: HTMLElement | null = null;
   private expanded = new Set<number>();
   private frame = 0;
@@ -105,10 +126,12 @@ export class CellView {
     this.body = h("div", { class: "cell-input" });
     this.outputs = h("div", { class: "cell-outputs", "aria-live": "polite" });
     this.inputHost = h("div", { class: "cell-stdin" });
+    this.runByEl = h("div", { class: "cell-runby", "data-testid": "run-by" });
     const gutter = h("div", { class: "cell-gutter" }, this.prompt, this.status);
-    replace(this.el, h("div", { class: "cell-bar" }), gutter, h("div", { class: "cell-main" }, this.body, this.outputs, this.inputHost));
+    replace(this.el, h("div", { class: "cell-bar" }), gutter, h("div", { class: "cell-main" }, this.runByEl, this.body, this.outputs, this.inputHost));
     this.renderInput();
     this.renderState();
+    this.renderRunBy();
     this.renderOutputs();
     this.renderStdin();
     this.cell.ymodel.observeDeep(this.onChange);
@@ -139,6 +162,31 @@ export class CellView {
     this.editor?.destroy();
     this.editor = null;
     this.rendered = null;
+    this.runByEl = null;
+  }
+
+  /** The editor again, after the notebook became writable or read-only. */
+  resetEditor(): void {
+    if (!this.mounted || !this.editor) return;
+    this.editor.destroy();
+    this.editor = null;
+    this.renderInput();
+    if (this.inputHost) { delete this.inputHost.dataset.prompt; this.renderStdin(); }
+  }
+
+  /** "run by Ada · 2 min ago" from the cell's newest recorded run. */
+  renderRunBy(): void {
+    const el = this.runByEl;
+    if (!el) return;
+    const run = this.type === "code" ? this.host.lastRun(this) : null;
+    el.hidden = !run;
+    if (!run) { el.textContent = ""; return; }
+    const who = run.name || "someone";
+    const when = relativeTime(run.finished ?? run.requested);
+    const outcome = run.status === "ok" || run.status === "running" || run.status === "queued" ? "" : ` · ${run.status}`;
+    el.textContent = `run by ${who} · ${when}${outcome}`;
+    el.title = `${who} ran this cell ${new Date(run.finished ?? run.requested).toLocaleString()}${run.error ? ` — ${run.error}` : ""}`;
+    el.dataset.status = run.status;
   }
 
   // Changes to this cell only, coalesced to one render per frame.
@@ -202,6 +250,7 @@ export class CellView {
           keymap.of([...yUndoManagerKeymap, ...defaultKeymap, indentWithTab]),
           syntaxHighlighting(highlight), editorTheme, cellTheme, EditorView.lineWrapping, language,
           EditorView.contentAttributes.of({ "aria-label": `${this.type} cell` }),
+          EditorState.readOnly.of(!this.host.writable()),
           EditorView.domEventHandlers({ focus: () => { this.host.focused(this); return false; } }),
           yCollab(ysource, this.host.awareness, { undoManager: new Y.UndoManager(ysource) }),
         ],
@@ -303,7 +352,7 @@ export class CellView {
     }
     if (this.inputHost.dataset.prompt === `${request.prompt}|${request.password}` && this.inputHost.firstChild) return;
     this.inputHost.dataset.prompt = `${request.prompt}|${request.password}`;
-    const field = h("input", { class: "input stdin-field", type: request.password ? "password" : "text", "aria-label": request.prompt || "Input", autocomplete: "off", spellcheck: false });
+    const field = h("input", { class: "input stdin-field", type: request.password ? "password" : "text", "aria-label": request.prompt || "Input", autocomplete: "off", spellcheck: false, disabled: !this.host.writable() });
     const form = h("form", { class: "stdin", onsubmit: async (e: Event) => {
       e.preventDefault();
       field.disabled = true;

@@ -7,11 +7,11 @@ import { YNotebook, type YCellType } from "@jupyter/ydoc";
 import type * as Y from "yjs";
 import { type Feed, liveRows } from "../api/ws";
 import { session } from "../session";
-import { confirm, h, icon, replace, toast } from "../ui/dom";
+import { confirm, h, icon, relativeTime, replace, toast } from "../ui/dom";
 import type { DocView } from "../editors/open";
 import { watchPresence } from "../editors/presence";
 import { openShared } from "../editors/yjs";
-import { type CellHost, CellView, type InputRequest } from "./cell";
+import { type CellHost, CellView, type InputRequest, type RunRecord } from "./cell";
 
 type CellJSON = Record<string, unknown> & { cell_type: string };
 type Mode = "command" | "edit";
@@ -42,12 +42,23 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   let lastKey = { key: "", at: 0 };
   let destroyed = false;
   let kernelRow: { status?: string; kernel_name?: string } = {};
+  // A viewer sees everything live and changes nothing (the server drops its updates and
+  // refuses its calls; this only keeps the page honest about it).
+  let readOnly = false;
 
   const list = h("div", { class: "nb-cells", tabindex: 0, role: "list", "aria-label": "Cells", "data-mode": "command" });
   const scroller = h("div", { class: "nb-scroll" }, list);
   const people = h("div", { class: "presence", "aria-label": "People in this notebook" });
+  const followBanner = h("div", { class: "nb-following", hidden: true, "data-testid": "following" });
+  const runsList = h("ol", { class: "nb-runs-list", "aria-label": "Executions" });
+  const runsPanel = h("aside", { class: "nb-runs", hidden: true, "aria-label": "Who ran what", "data-testid": "runs-panel" },
+    h("div", { class: "nb-runs-head" }, h("strong", {}, "Who ran what"), h("span", { class: "muted small" }, "newest first")),
+    runsList);
   const kernelBadge = h("span", { class: "kernel-badge badge", "data-testid": "kernel-status" });
-  const kernelName = h("span", { class: "kernel-name muted small" });
+  // The kernel picker: the kernelspecs the server offers (kernel.specs); picking one
+  // writes the notebook's kernelspec metadata and restarts the kernel as it.
+  const kernelPicker = h("select", { class: "input input-sm kernel-picker", "aria-label": "Kernel", "data-testid": "kernel-picker", onchange: () => void pickKernel(kernelPicker.value) }) as HTMLSelectElement;
+  let specs: { name: string; display_name: string }[] = [];
   const empty = h("div", { class: "nb-empty", hidden: true },
     h("p", { class: "muted" }, "This notebook has no cells yet."),
     h("div", { class: "btn-group" },
@@ -65,9 +76,8 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   };
   const typeSelect = h("select", { class: "input cell-type-select", "aria-label": "Cell type", onchange: () => setType(typeSelect.value) },
     h("option", { value: "code" }, "Code"), h("option", { value: "markdown" }, "Markdown"), h("option", { value: "raw" }, "Raw"));
-  const toolbar = h("div", { class: "doc-toolbar nb-toolbar" },
-    h("span", { class: "doc-path", title: path }, path),
-    h("div", { class: "nb-tools" },
+  const viewOnly = h("span", { class: "badge nb-view-only", hidden: true, "data-testid": "view-only", title: "You are a viewer in this project: you see changes live but cannot edit or run" }, icon("eye", 13), "View only");
+  const tools = h("div", { class: "nb-tools" },
       tool("Insert a cell below (B)", "plus", () => insertBelow()),
       tool("Run the cell and select the next (Shift-Enter)", "play", () => void runSelected("next"), { text: "Run", "data-testid": "run" }),
       tool("Interrupt the kernel (I, I)", "stop", () => void interrupt(), { "data-testid": "interrupt" }),
@@ -83,11 +93,67 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
         ["Clear all outputs", () => clearOutputs(true)],
         ["Undo cell deletion (Z)", () => undoDelete()],
       ]),
-      typeSelect),
+      typeSelect);
+  const toolbar = h("div", { class: "doc-toolbar nb-toolbar" },
+    h("span", { class: "doc-path", title: path }, path),
+    tools,
+    viewOnly,
+    tool("Who ran what in this notebook", "history", () => toggleRuns(), { text: "Runs", "data-testid": "runs-toggle" }),
     people,
-    h("div", { class: "kernel-info", "aria-label": "Kernel" }, kernelName, kernelBadge));
-  replace(host, h("div", { class: "doc nb-doc" }, toolbar, scroller));
-  const stopPresence = watchPresence(shared, people);
+    h("div", { class: "kernel-info", "aria-label": "Kernel" }, kernelPicker, kernelBadge));
+  replace(host, h("div", { class: "doc nb-doc" }, toolbar, followBanner, h("div", { class: "nb-body" }, scroller, runsPanel)));
+  // Follow mode: clicking a collaborator's avatar follows the cell they are in (their
+  // presence says which) until the avatar is clicked again or the reader scrolls.
+  let following: { id: string; name: string; cell: string | null } | null = null;
+  const cellOf = (state: Record<string, unknown>) => ((state.notebook as { cell?: unknown } | undefined)?.cell as string | undefined) ?? null;
+  const stopPresence = watchPresence(shared, people, {
+    onPick: (id, name) => { if (following?.id === id) unfollow(); else follow(id, name); },
+    following: () => following?.id ?? null,
+    detail: (state) => {
+      const id = cellOf(state);
+      const i = id ? views.findIndex((v) => v.id === id) : -1;
+      return i >= 0 ? `in cell ${i + 1}` : "";
+    },
+  });
+  const followedCell = (): string | null => {
+    if (!following) return null;
+    let cell: string | null = null;
+    shared.provider.awareness.getStates().forEach((state, clientId) => {
+      const user = (state as { user?: { account_id?: string } }).user;
+      if (clientId !== shared.doc.clientID && user?.account_id === following!.id) cell = cellOf(state as Record<string, unknown>) ?? cell;
+    });
+    return cell;
+  };
+  const track = () => {
+    if (!following) return;
+    const cell = followedCell();
+    if (!cell || cell === following.cell) return;
+    const view = views.find((v) => v.id === cell);
+    if (!view) return;
+    following.cell = cell;
+    view.mount();
+    const box = view.el.getBoundingClientRect();
+    const port = scroller.getBoundingClientRect();
+    scroller.scrollTop += box.top - port.top - Math.max(16, (port.height - box.height) / 3);
+  };
+  function follow(id: string, name: string): void {
+    following = { id, name, cell: null };
+    replace(followBanner, `Following ${name} — scroll or click their avatar to stop`);
+    followBanner.hidden = false;
+    stopPresence.render();
+    track();
+  }
+  function unfollow(): void {
+    if (!following) return;
+    following = null;
+    followBanner.hidden = true;
+    stopPresence.render();
+  }
+  shared.provider.awareness.on("change", track);
+  // The reader's own scrolling ends follow mode (the view's own scrolls are not these).
+  for (const type of ["wheel", "touchmove"]) scroller.addEventListener(type, unfollow, { passive: true });
+  scroller.addEventListener("keydown", (e) => { if (["PageUp", "PageDown", "Home", "End", "ArrowUp", "ArrowDown", " "].includes(e.key)) unfollow(); });
+  scroller.addEventListener("mousedown", (e) => { if (e.target === scroller) unfollow(); }); // the scrollbar
 
   // -- cells ---------------------------------------------------------------------------
 
@@ -115,6 +181,8 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       return null;
     },
     input: () => (kernelMap.get("input") as InputRequest | undefined) ?? null,
+    lastRun: (cell) => lastRun.get(cell.id) ?? null,
+    writable: () => !readOnly,
     answer: async (value) => {
       try { await client.call("kernel.input", { project_id: projectId, path, value }); } catch (err) { toast(String((err as Error).message), "error"); }
     },
@@ -208,6 +276,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   function select(view: CellView, extend: boolean): void {
     if (!extend) anchor = view;
     else if (!anchor) anchor = active ?? view;
+    if (active !== view) shared.provider.awareness.setLocalStateField("notebook", { cell: view.id });
     active = view;
     paint();
   }
@@ -386,7 +455,16 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   const renderKernel = () => {
     const status = kernelRow.status ?? (kernelMap.get("status") as string | undefined) ?? "stopped";
     const name = kernelRow.kernel_name ?? (kernelMap.get("name") as string | undefined) ?? ((model.getMetadata("kernelspec") as { display_name?: string; name?: string } | undefined)?.display_name ?? "python3");
-    kernelName.textContent = name;
+    const wanted = (model.getMetadata("kernelspec") as { name?: string; display_name?: string } | undefined);
+    const chosen = wanted?.name || (kernelMap.get("name") as string | undefined) || "python3";
+    const offered = specs.some((s) => s.name === chosen) ? specs : [...specs, { name: chosen, display_name: specs.length ? `${wanted?.display_name || chosen} (not on this server)` : wanted?.display_name || chosen }];
+    if (kernelPicker.dataset.options !== JSON.stringify(offered)) {
+      kernelPicker.dataset.options = JSON.stringify(offered);
+      replace(kernelPicker, offered.map((s) => h("option", { value: s.name }, s.display_name)));
+    }
+    kernelPicker.value = chosen;
+    kernelPicker.disabled = readOnly;
+    kernelPicker.title = `The running kernel: ${name}`;
     kernelBadge.className = `kernel-badge badge badge-kernel-${status}`;
     kernelBadge.dataset.status = status;
     replace(kernelBadge, h("span", { class: "badge-dot" }), status === "stopped" ? "no kernel" : status);
@@ -394,6 +472,85 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   const feed: Feed = liveRows(client, { kernels: [{ project_id: projectId, path, status: null, kernel_name: null, updated: null }] }, (r) => String(r.path), (rows) => {
     kernelRow = (rows.get(path) ?? {}) as typeof kernelRow;
     renderKernel();
+  });
+
+  const loadSpecs = async () => {
+    try {
+      const answer = await client.call<{ kernelspecs: { name: string; display_name: string }[] }>("kernel.specs", { project_id: projectId });
+      specs = answer.kernelspecs;
+    } catch { specs = []; }
+    if (!destroyed) renderKernel();
+  };
+  void loadSpecs();
+  async function pickKernel(name: string): Promise<void> {
+    const current = (model.getMetadata("kernelspec") as { name?: string } | undefined)?.name;
+    if (!name || name === current) return;
+    const label = specs.find((s) => s.name === name)?.display_name ?? name;
+    const ok = await confirm(`Change the kernel to ${label}?`, "The kernel restarts as the new one: its variables are lost for everyone in this notebook.", "Change kernel");
+    if (!ok) { renderKernel(); return; }
+    await shared.flushed();
+    await call("kernel.restart", { kernel_name: name });
+    renderKernel();
+  }
+
+  // -- who ran what (the `executions` table) -------------------------------------------
+
+  let runs: RunRecord[] = [];
+  const lastRun = new Map<string, RunRecord>();
+  const toggleRuns = () => { runsPanel.hidden = !runsPanel.hidden; if (!runsPanel.hidden) renderRuns(); };
+  const renderRuns = () => {
+    if (runsPanel.hidden) return;
+    const shown = runs.slice(-200).reverse();
+    let session = "";
+    const items: HTMLElement[] = [];
+    for (const r of shown) {
+      if (r.session && r.session !== session) {
+        if (session) items.push(h("li", { class: "nb-runs-session muted small" }, "earlier kernel session"));
+        session = r.session;
+      }
+      const index = views.findIndex((v) => v.id === r.cell_id);
+      const first = r.source.split("\n", 1)[0] ?? "";
+      items.push(h("li", {},
+        h("button", {
+          class: `nb-run nb-run-${r.status}`, "data-testid": "run-entry", "data-cell-id": r.cell_id,
+          title: r.source || r.cell_id,
+          onclick: () => { const v = views[index]; if (v) { select(v, false); reveal(v); setMode("command"); } },
+        },
+        h("span", { class: "nb-run-who" }, r.name || "someone"),
+        h("span", { class: `nb-run-status badge` }, r.status),
+        h("span", { class: "nb-run-when muted small" }, relativeTime(r.finished ?? r.requested)),
+        h("span", { class: "nb-run-cell muted small" }, index >= 0 ? `cell ${index + 1}${r.execution_count != null ? ` [${r.execution_count}]` : ""}` : "deleted cell"),
+        first ? h("code", { class: "nb-run-src" }, first.slice(0, 80)) : null)));
+    }
+    replace(runsList, items.length ? items : [h("li", { class: "muted small nb-runs-empty" }, "Nothing has run in this notebook yet.")]);
+  };
+  const runsFeed: Feed = liveRows(client, { executions: [{ execution_id: null, seq: null, project_id: projectId, path, cell_id: null, name: null, account_id: null, status: null, session: null, source: null, error: null, execution_count: null, requested: null, finished: null }] }, (r) => String(r.execution_id), (rows) => {
+    runs = ([...rows.values()] as unknown as RunRecord[]).sort((a, b) => a.seq - b.seq);
+    const before = new Map(lastRun);
+    lastRun.clear();
+    for (const r of runs) lastRun.set(r.cell_id, r);
+    // Only the cells whose newest run changed are rendered again.
+    for (const v of views) if (v.mounted && before.get(v.id) !== lastRun.get(v.id)) v.renderRunBy();
+    renderRuns();
+  });
+  // "2 min ago" moves on.
+  const ageTimer = window.setInterval(() => { for (const v of views) if (v.mounted) v.renderRunBy(); renderRuns(); }, 30_000);
+
+  // -- my role ----------------------------------------------------------------------------
+
+  const setReadOnly = (value: boolean) => {
+    if (value === readOnly) return;
+    readOnly = value;
+    tools.hidden = value;
+    viewOnly.hidden = !value;
+    empty.querySelector(".btn-group")?.toggleAttribute("hidden", value);
+    list.dataset.readonly = String(value);
+    for (const v of views) v.resetEditor();
+    renderKernel();
+  };
+  const roleFeed: Feed = liveRows(client, { collaborators: [{ project_id: projectId, account_id: session().account.account_id, role: null }] }, (r) => String(r.account_id), (rows) => {
+    const mine = rows.get(session().account.account_id);
+    setReadOnly(mine?.role === "viewer");
   });
 
   // -- the keyboard ---------------------------------------------------------------------
@@ -412,7 +569,9 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     if (k !== lastKey.key && k !== "Shift") lastKey = { key: "", at: 0 };
     const plain = !e.ctrlKey && !e.metaKey && !e.altKey;
     let handled = true;
-    if (k === "Enter" && e.shiftKey) void runSelected("next");
+    const looking = ["ArrowUp", "ArrowDown", "j", "J", "k", "K", "Enter", "Escape", "c"].includes(k) && !(k === "Enter" && (e.shiftKey || e.ctrlKey || e.metaKey || e.altKey));
+    if (readOnly && !looking) handled = false;
+    else if (k === "Enter" && e.shiftKey) void runSelected("next");
     else if (k === "Enter" && (e.ctrlKey || e.metaKey)) void runSelected("stay");
     else if (k === "Enter" && e.altKey) void runSelected("insert");
     else if (k === "Enter") editActive();
@@ -451,6 +610,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     model.changed.connect(onChanged);
     ycells.observeDeep(onCells);
     kernelMap.observe(onKernel);
+    model.metadataChanged.connect(renderKernel);
     renderKernel();
     const onSync = (synced: boolean) => { if (synced) { empty.hidden = views.length > 0; renderKernel(); } };
     shared.provider.on("sync", onSync);
@@ -462,11 +622,16 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     destroy: () => {
       destroyed = true;
       feed.cancel();
+      runsFeed.cancel();
+      roleFeed.cancel();
+      clearInterval(ageTimer);
       stopPresence();
+      shared.provider.awareness.off("change", track);
       observer.disconnect();
       model.changed.disconnect(onChanged);
       ycells.unobserveDeep(onCells);
       kernelMap.unobserve(onKernel);
+      model.metadataChanged.disconnect(renderKernel);
       for (const v of views) v.destroy();
       shared.destroy();
       model.dispose();

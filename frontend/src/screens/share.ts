@@ -11,6 +11,22 @@ export function sharePanel(projectId: string, title: string): void {
   const invites = h("ul", { class: "people" });
   const email = h("input", { class: "input", type: "email", placeholder: "name@example.com", required: true, id: "share-email" });
   let amOwner = false;
+  // An owner makes a member a collaborator (changes everything) or a viewer (sees all
+  // live, changes nothing).
+  const roleSelect = (r: Row) => {
+    const select = h("select", { class: "input input-sm role-select", "aria-label": `Role of ${r.name}`, onchange: async () => {
+      try {
+        await client.call("project.set_role", { project_id: projectId, account_id: r.account_id, role: select.value });
+        toast(`${r.name} is now a ${select.value}`);
+      } catch (err) {
+        toast((err as Error).message, "error");
+        select.value = String(r.role);
+      }
+    } },
+    h("option", { value: "collaborator" }, "collaborator"), h("option", { value: "viewer" }, "viewer"));
+    select.value = String(r.role);
+    return select;
+  };
   let members = new Map<string, Row>();
   let online: Online = new Map();
   const render = (rows: Map<string, Row> = members) => {
@@ -22,7 +38,9 @@ export function sharePanel(projectId: string, title: string): void {
       online.has(String(r.account_id))
         ? h("span", { class: "online-state is-online", title: onlineLabel(online.get(String(r.account_id))!) }, h("span", { class: "presence-dot", "aria-hidden": "true" }), "online")
         : h("span", { class: "online-state muted" }, "away"),
-      h("span", { class: "role muted" }, String(r.role)),
+      amOwner && r.role !== "owner"
+        ? roleSelect(r)
+        : h("span", { class: "role muted" }, String(r.role)),
       amOwner && r.role !== "owner"
         ? h("button", { class: "btn btn-ghost btn-sm", "aria-label": `Remove ${r.name}`, onclick: async () => {
             await client.del("project_users", { project_id: projectId, account_id: r.account_id as string });

@@ -1,0 +1,356 @@
+"""The notebook, measured in Debian's chromium (Playwright): cold load to the first cell
+editable for a 50-cell and a 2,000-cell notebook (mixed code, markdown and outputs), the
+longest frame while scrolling the 2,000-cell notebook end to end, typing latency in a
+cell between two browsers on both sizes, and input latency while a cell prints 10,000
+lines (and whether both browsers end with the same output). Baselines in the same run:
+the bare yjs + y-websocket client of bench/frontend.py for typing, and JupyterLab with
+jupyter-collaboration when it is installed (COLLAB_BENCH_JUPYTER=path to its `jupyter`).
+Prints a table with the machine's load.
+
+    .venv/bin/python bench/notebook.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import nbformat
+from playwright.async_api import Browser, Page, async_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import benchlib
+
+from collab.client import Client
+from frontend import (
+    CHROMIUM_ARGS,
+    bare_bundle,
+    context,
+    latencies,
+    signed_up,
+    start_server,
+)
+
+# In every page: how long each key press waits for the next frame (keydown's timestamp to
+# a task after the next animation frame), and the frames' spacing while scrolling.
+INPUT_PROBE = """
+window.inputLatency = [];
+document.addEventListener("keydown", (e) => {
+  const t0 = e.timeStamp;
+  requestAnimationFrame(() => setTimeout(() => window.inputLatency.push(performance.now() - t0)));
+}, true);
+"""
+
+SCROLL_JS = """async (selector) => {
+  const el = document.querySelector(selector);
+  const frames = [];
+  let last = performance.now();
+  el.scrollTop = 0;
+  await new Promise((r) => requestAnimationFrame(r));
+  last = performance.now();
+  while (el.scrollTop + el.clientHeight < el.scrollHeight - 2) {
+    el.scrollTop += 300;
+    await new Promise((r) => requestAnimationFrame(r));
+    const now = performance.now();
+    frames.push(now - last);
+    last = now;
+  }
+  return frames;
+}"""
+
+EDITABLE = {
+    "collab": ".nb-cells .cell .cm-content[contenteditable=true]",
+    "jupyterlab": ".jp-Notebook .jp-Cell .cm-content[contenteditable=true]",
+}
+SCROLLER = {"collab": ".nb-scroll", "jupyterlab": ".jp-WindowedPanel-outer"}
+
+
+def make_notebook(cells: int) -> str:
+    """Mixed: code cells with stream and result outputs, markdown with math, raw now and
+    then. No "q" anywhere, so typed q's can be counted."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    for i in range(cells):
+        kind = i % 4
+        if kind in (0, 1):
+            c = nbformat.v4.new_code_cell(f"x{i} = {i}\nfor k in range(3):\n    print(k, x{i})")
+            c.execution_count = i + 1
+            c.outputs = [
+                nbformat.v4.new_output("stream", name="stdout", text="".join(
+                    f"{k} {i}\n" for k in range(3))),
+                nbformat.v4.new_output("execute_result", data={"text/plain": str(i)},
+                                       execution_count=i + 1),
+            ]  # fmt: skip
+        elif kind == 2:
+            c = nbformat.v4.new_markdown_cell(
+                f"## Part {i}\n\nSome text with math $a_{i} = b^2$ and a list:\n\n- one\n- two"
+            )
+        else:
+            c = nbformat.v4.new_code_cell(f"def f{i}(n):\n    return n * {i}")
+        nb.cells.append(c)
+    return nbformat.writes(nb)
+
+
+async def type_in_first_cell(writer: Page, reader: Page, n: int, gap_ms: int) -> list[float]:
+    """bench/frontend.py's typing measure, in the notebook's first cell (the first editor
+    of the page, which its probe watches)."""
+    await writer.locator(".cm-content").first.click()
+    await writer.keyboard.press("Control+End")
+    await reader.evaluate("window.bench.got = []")
+    await writer.evaluate("window.bench.sent = []")
+    for _ in range(n):
+        await writer.keyboard.type("q")
+        await asyncio.sleep(gap_ms / 1000)
+    await asyncio.sleep(1)
+    return latencies(
+        await writer.evaluate("window.bench.sent"), await reader.evaluate("window.bench.got")
+    )
+
+
+async def cold_load(browser: Browser, url: str, cookie: str | None, base: str, kind: str) -> float:
+    if kind == "collab":
+        assert cookie is not None
+        ctx = await context(browser, base, cookie)
+    else:
+        ctx = await browser.new_context(base_url=base, viewport={"width": 1280, "height": 800})
+    page = await ctx.new_page()
+    await page.goto(url)
+    await page.wait_for_selector(EDITABLE[kind], timeout=300_000)
+    ms = float(await page.evaluate("performance.now()"))
+    await ctx.close()
+    return ms
+
+
+async def longest_frame(page: Page, kind: str) -> tuple[float, float]:
+    await page.wait_for_selector(EDITABLE[kind], timeout=300_000)
+    await page.wait_for_timeout(500)
+    frames: list[float] = await page.evaluate(SCROLL_JS, SCROLLER[kind])
+    return max(frames), benchlib.pct(frames, 0.99)
+
+
+async def stream_run(a: Page, g: Page, n: int) -> tuple[list[float], bool, float]:
+    """Ada runs a cell that prints 10,000 lines while typing in the cell below it."""
+    for p in (a, g):
+        await p.evaluate("window.inputLatency = []")
+    await a.locator(".nb-cells .cell").nth(0).locator(".cell-gutter").click()
+    await a.keyboard.press("Control+Enter")
+    out = a.locator(".nb-cells .cell").nth(0).locator(".output")
+    await out.first.wait_for(timeout=120_000)
+    below = a.locator(".nb-cells .cell").nth(1)
+    await below.scroll_into_view_if_needed()
+    await below.locator(".cm-content").click()
+    await a.evaluate("window.inputLatency = []")
+    started = time.monotonic()
+    for _ in range(n):
+        await a.keyboard.type("z")
+        await asyncio.sleep(0.03)
+    latency: list[float] = await a.evaluate("window.inputLatency")
+    done = "9999"
+    converged = False
+    for _ in range(1200):
+        texts = [
+            await p.locator(".nb-cells .cell").nth(0).locator(".cell-outputs").inner_text()
+            for p in (a, g)
+        ]
+        if all(done in t for t in texts) and texts[0] == texts[1]:
+            converged = True
+            break
+        await asyncio.sleep(0.25)
+    return latency, converged, time.monotonic() - started
+
+
+def _spawn_jupyterlab(jupyter: str, root: Path, folder: Path, port: int) -> subprocess.Popen[bytes]:
+    with open(root / "jupyterlab.log", "wb") as log:
+        return subprocess.Popen(
+            [jupyter, "lab", "--no-browser", f"--port={port}", "--IdentityProvider.token=",
+             "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
+             f"--ServerApp.root_dir={folder}", "--allow-root"],
+            stdout=log, stderr=log, cwd=folder,
+        )  # fmt: skip
+
+
+async def jupyterlab_rows(
+    browser: Browser, jupyter: str, root: Path, files: dict[str, str], n: int, quick: bool
+) -> list[tuple[str, str, str, str]]:
+    folder = root / "jl"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    port = benchlib.free_port()
+    proc = await asyncio.to_thread(_spawn_jupyterlab, jupyter, root, folder, port)
+    base = f"http://127.0.0.1:{port}"
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(600):
+                if proc.poll() is not None:
+                    raise RuntimeError("jupyter lab exited at start")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(base + "/api", timeout=1)).status_code == 200:
+                        break
+                await asyncio.sleep(0.2)
+        for name, label in (("nb50.ipynb", "50"), ("nb2000.ipynb", "2,000")):
+            loads = [
+                await cold_load(browser, f"/lab/tree/{name}", None, base, "jupyterlab")
+                for _ in range(1 if quick else 3)
+            ]
+            rows.append((f"  JupyterLab: cold load, {label} cells (ms)",
+                         f"{sorted(loads)[len(loads) // 2]:.0f} median", f"{max(loads):.0f} max",
+                         "same run"))  # fmt: skip
+    except Exception as exc:  # the comparison is optional
+        rows.append(("  JupyterLab", f"failed: {type(exc).__name__}", "", str(exc)[:60]))
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return rows
+
+
+async def run(args: argparse.Namespace) -> None:
+    load_before = benchlib.load()
+    root = Path(tempfile.mkdtemp(prefix="collab-bench-nb-"))
+    proc, base, _ = await start_server(root)
+    rows: list[tuple[str, str, str, str]] = []
+    notes: list[str] = []
+    n = 40 if args.quick else 120
+    try:
+        ada_cookie, _, ada_key = await signed_up(base, "ada")
+        grace_cookie, grace_id, _ = await signed_up(base, "grace")
+        async with Client(base.replace("http", "ws"), ada_key) as c:
+            pid = str((await c.set("projects", {"title": "Bench"}))["project_id"])
+            await c.set("project_users", {"project_id": pid, "account_id": grace_id})
+        folder = root / "data" / "projects" / pid
+        files = {"nb50.ipynb": make_notebook(50), "nb2000.ipynb": make_notebook(2000)}
+        stream = nbformat.v4.new_notebook()
+        stream.cells = [
+            nbformat.v4.new_code_cell("for i in range(10000):\n    print(i)"),
+            nbformat.v4.new_code_cell(""),
+        ]
+        files["stream.ipynb"] = nbformat.writes(stream)
+        for name, text in files.items():
+            await asyncio.to_thread((folder / name).write_text, text)
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+            )
+            for name, label, target in (("nb50.ipynb", "50", "< 1000"),
+                                        ("nb2000.ipynb", "2,000", "< 2000")):  # fmt: skip
+                url = f"/projects/{pid}/files/{name}"
+                # The first open of a notebook loads its document from the file.
+                await cold_load(browser, url, ada_cookie, base, "collab")
+                loads = [
+                    await cold_load(browser, url, ada_cookie, base, "collab")
+                    for _ in range(3 if args.quick else 5)
+                ]
+                rows.append((f"cold load to first cell editable, {label} cells (ms)",
+                             f"{sorted(loads)[len(loads) // 2]:.0f} median",
+                             f"{max(loads):.0f} max", target))  # fmt: skip
+
+            a_ctx = await context(browser, base, ada_cookie)
+            g_ctx = await context(browser, base, grace_cookie)
+            for ctx in (a_ctx, g_ctx):
+                await ctx.add_init_script(INPUT_PROBE)
+            a, g = await a_ctx.new_page(), await g_ctx.new_page()
+
+            await a.goto(f"/projects/{pid}/files/nb2000.ipynb")
+            worst, p99 = await longest_frame(a, "collab")
+            rows.append(("longest frame scrolling 2,000 cells end to end (ms)",
+                         f"{worst:.1f} max", f"{p99:.1f} p99", "< 50"))  # fmt: skip
+
+            for name, label in (("nb50.ipynb", "50"), ("nb2000.ipynb", "2,000")):
+                for p in (a, g):
+                    await p.goto(f"/projects/{pid}/files/{name}")
+                    await p.wait_for_selector(EDITABLE["collab"], timeout=300_000)
+                await g.wait_for_timeout(500)
+                typed = await type_in_first_cell(a, g, n, 30)
+                rows.append((f"typing latency between two browsers, {label} cells (ms)",
+                             f"{benchlib.pct(typed, 0.5):.1f} p50",
+                             f"{benchlib.pct(typed, 0.99):.1f} p99",
+                             "p50 < 30; same as 50 cells"))  # fmt: skip
+                notes.append(f"{len(typed)}/{n} characters measured ({label} cells)")
+
+            for p in (a, g):
+                await p.goto(f"/projects/{pid}/files/stream.ipynb")
+                await p.wait_for_selector(EDITABLE["collab"], timeout=300_000)
+            latency, converged, seconds = await stream_run(a, g, n)
+            rows.append(("input latency while a cell prints 10,000 lines (ms)",
+                         f"{benchlib.pct(latency, 0.5):.1f} p50",
+                         f"{benchlib.pct(latency, 0.99):.1f} p99", "p99 < 100"))  # fmt: skip
+            rows.append(("  both browsers converge on the 10,000 lines",
+                         "yes" if converged else "NO", f"{seconds:.1f} s", "yes"))  # fmt: skip
+            await a_ctx.close()
+            await g_ctx.close()
+
+            # Baseline: the bare yjs + y-websocket client, two pages, same server.
+            a_ctx = await context(browser, base, ada_cookie)
+            g_ctx = await context(browser, base, grace_cookie)
+            a, g = await a_ctx.new_page(), await g_ctx.new_page()
+            js = await asyncio.to_thread(bare_bundle, root)
+            for p in (a, g):
+                await p.route(
+                    "**/bench-bare.js",
+                    lambda route: route.fulfill(body=js, content_type="text/javascript"),
+                )
+                await p.route("**/bench-bare.html*", lambda route: route.fulfill(
+                    body='<script type="module" src="/bench-bare.js"></script>',
+                    content_type="text/html"))  # fmt: skip
+                await p.goto(f"/bench-bare.html?project={pid}&path=bare.md")
+                await p.wait_for_function("() => window.benchReady === true", timeout=30000)
+            await a.evaluate(f"window.benchType({n}, 30)")
+            await asyncio.sleep(1)
+            bare = latencies(
+                await a.evaluate("window.bench.sent"), await g.evaluate("window.bench.got")
+            )
+            rows.append(("  baseline: typing, bare yjs + y-websocket (ms)",
+                         f"{benchlib.pct(bare, 0.5):.1f} p50",
+                         f"{benchlib.pct(bare, 0.99):.1f} p99", "same run"))  # fmt: skip
+
+            jupyter = os.environ.get("COLLAB_BENCH_JUPYTER") or shutil.which("jupyter")
+            if jupyter:
+                rows.extend(await jupyterlab_rows(browser, jupyter, root, files, n, args.quick))
+            else:
+                notes.append(
+                    "JupyterLab not compared: no `jupyter` (set COLLAB_BENCH_JUPYTER to a "
+                    "jupyter with jupyterlab + jupyter-collaboration installed)"
+                )
+            await browser.close()
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 10)
+        shutil.rmtree(root, ignore_errors=True)
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>14}  {'':>12}  target")
+    for name, v1, v2, target in rows:
+        print(f"{name:<{width}}  {v1:>14}  {v2:>12}  {target}")
+    print(f"machine: {load_before} before, {benchlib.load()} after")
+    for note in notes:
+        print(f"({note})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
