@@ -6,6 +6,7 @@ notebook both browsers show."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import Any
 from uuid import UUID
@@ -436,7 +437,8 @@ async def test_outputs_render_safely_with_images_math_and_colours(
     # The image output.
     await eventually(lambda: image_loaded(g, ".out-image"), what="the PNG output")
     # HTML: shown, its script and handlers gone, never run.
-    await expect(cell(g, 2).locator("#bold")).to_have_text("bold html")
+    # (ids are prefixed, so content cannot shadow the app's own elements)
+    await expect(cell(g, 2).locator("#user-content-bold")).to_have_text("bold html")
     await expect(cell(g, 2).locator("script")).to_have_count(0)
     for page in (a, g):
         assert await page.evaluate("() => window.pwned") is None
@@ -457,6 +459,57 @@ async def test_outputs_render_safely_with_images_math_and_colours(
     await shoot(g, "notebook-outputs")
     await shut_kernel(server, pid, "out.ipynb")
     assert a.errors == [] and g.errors == []  # type: ignore[attr-defined]
+
+
+async def test_hostile_outputs_stay_inside_their_box(server: Served, browser: Browser) -> None:
+    """Outputs anyone in the project can write (a student's notebook, their kernel's
+    messages): a full-page fixed overlay, an SVG style sheet hiding the app's bar, an id
+    shadowing the app's toast host, an SVG link, and a malformed error output. The app
+    stays usable and every other output still renders."""
+    nb = nbformat.v4.new_notebook()
+    cover = (
+        '<div id="toasts" style="position:fixed;inset:0;z-index:99999;background:#c00">'
+        "Session expired: sign in again</div>"
+    )
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20">'
+        "<style>.topbar{display:none !important}</style>"
+        '<a href="https://example.com/x"><rect width="40" height="20" fill="#08f"/></a></svg>'
+    )
+    first = nbformat.v4.new_code_cell("cover()", execution_count=1)
+    first.outputs = [
+        nbformat.v4.new_output("display_data", data={"text/html": cover}),
+        nbformat.v4.new_output("display_data", data={"image/svg+xml": svg}),
+    ]
+    bad = nbformat.v4.new_code_cell("broken()", execution_count=2)
+    after = nbformat.v4.new_code_cell("print('still here')", execution_count=3)
+    after.outputs = [nbformat.v4.new_output("stream", name="stdout", text="still here\n")]
+    nb.cells = [first, bad, after]
+    raw = json.loads(nbformat.writes(nb))
+    # An error output nbformat would not write (the document takes what a kernel sends).
+    raw["cells"][1]["outputs"] = [
+        {"output_type": "error", "ename": 5, "evalue": None, "traceback": "not a list"}
+    ]
+    _, _, pid, a, _g = await two_people(server, browser, {"bad.ipynb": json.dumps(raw)})
+    await open_notebook(a, pid, "bad.ipynb")
+    await expect(cell(a, 2).locator(".output")).to_contain_text("still here")
+    await expect(cell(a, 0).locator(".out-html")).to_contain_text("Session expired")
+    # The app's bar is shown and on top: the overlay covers its own box only.
+    await expect(a.locator(".topbar")).to_be_visible()
+    for target in (a.locator(".topbar"), a.locator(".nb-toolbar")):
+        box = await target.bounding_box()
+        assert box is not None
+        on_top = await a.evaluate(
+            "([x, y]) => document.elementFromPoint(x, y)?.closest('.topbar, .nb-toolbar') !== null",
+            [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+        )
+        assert on_top, "an output covers the app"
+    # The app's toast host is still the app's own.
+    assert await a.evaluate("() => document.getElementById('toasts')?.closest('.nb-cells')") is None
+    link = cell(a, 0).locator(".out-svg a")
+    await expect(link).to_have_attribute("target", "_blank")
+    await expect(cell(a, 1).locator(".output")).to_have_count(1)
+    assert a.errors == []  # type: ignore[attr-defined]
 
 
 async def test_a_notebook_of_two_thousand_cells_opens_and_scrolls(

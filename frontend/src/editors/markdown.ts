@@ -1,20 +1,16 @@
 // Markdown preview: marked, then DOMPurify; relative images load from the project's raw files,
 // `attachment:` images (notebook cells) from the cell's attachments.
 
-import DOMPurify from "dompurify";
 import { marked } from "marked";
 import { rawUrl } from "../api/http";
-
-// DOMPurify's default list of URL schemes, and `attachment:`.
-const SAFE_URI = /^(?:(?:(?:f|ht)tps?|mailto|tel|attachment):|[^a-z]|[a-z+.\-]+(?:[^a-z+.\-:]|$))/i;
+import { sanitize } from "../ui/sanitize";
 
 /** A notebook cell's attachments: file name → MIME type → base64 data. */
 export type Attachments = Record<string, Record<string, string>>;
 
 export function renderMarkdown(source: string, projectId: string, path: string, attachments?: Attachments): DocumentFragment {
-  const html = DOMPurify.sanitize(marked.parse(source, { async: false }) as string, { ALLOWED_URI_REGEXP: SAFE_URI, FORBID_TAGS: ["style"] });
   const tpl = document.createElement("template");
-  tpl.innerHTML = html;
+  tpl.content.append(sanitize(marked.parse(source, { async: false }) as string));
   const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/") + 1) : "";
   for (const img of tpl.content.querySelectorAll("img")) {
     const src = img.getAttribute("src") ?? "";
@@ -24,10 +20,6 @@ export function renderMarkdown(source: string, projectId: string, path: string, 
       if (mime) img.src = `data:${mime};base64,${String(bundle[mime]).replace(/\s/g, "")}`;
       else img.removeAttribute("src");
     } else if (src && !/^[a-z]+:|^\/\//i.test(src)) img.src = rawUrl(projectId, normalize(dir + src));
-  }
-  for (const a of tpl.content.querySelectorAll("a")) {
-    a.target = "_blank";
-    a.rel = "noopener noreferrer";
   }
   return tpl.content;
 }

@@ -357,9 +357,13 @@ export class CellView {
       e.preventDefault();
       field.disabled = true;
       try { await this.host.answer(field.value); } finally { field.disabled = false; }
-    } }, h("label", { class: "stdin-prompt" }, request.prompt), field);
+    } },
+    // Whatever the prompt says, the answer goes to the program running in the project
+    // (anyone's code), never to collab: said beside it, so a prompt cannot pass for ours.
+    h("span", { class: "stdin-source muted small" }, "The running program asks:"),
+    h("label", { class: "stdin-prompt" }, request.prompt), field);
     replace(this.inputHost, form);
-    field.focus();
+    if (this.el.classList.contains("active")) field.focus();
   }
 }
 

@@ -17,7 +17,8 @@ function katex(): Promise<Katex> {
 export async function typeset(el: HTMLElement, tex: string, display: boolean): Promise<void> {
   const k = await katex();
   try {
-    k.render(tex, el, { displayMode: display, throwOnError: false, output: "htmlAndMathml" });
+    // maxSize and maxExpand: a formula cannot draw far outside its box or expand forever.
+    k.render(tex, el, { displayMode: display, throwOnError: false, output: "htmlAndMathml", maxSize: 10, maxExpand: 500 });
   } catch {
     el.textContent = tex;
   }

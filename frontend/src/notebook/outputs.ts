@@ -3,8 +3,8 @@
 // untrusted: HTML and SVG go through DOMPurify (no script ever runs in the app's origin),
 // text is set as text.
 
-import DOMPurify from "dompurify";
 import { h } from "../ui/dom";
+import { sanitize } from "../ui/sanitize";
 import { ansiToFragment, stripAnsi } from "./ansi";
 import { latexOutput, markdownWithMath } from "./math";
 
@@ -31,15 +31,6 @@ export interface OutputContext {
 export const COLLAPSE_LINES = 200;
 
 const join = (v: unknown): string => (Array.isArray(v) ? v.join("") : typeof v === "string" ? v : v == null ? "" : JSON.stringify(v));
-
-function sanitizeHtml(html: string): DocumentFragment {
-  const frag = DOMPurify.sanitize(html, { RETURN_DOM_FRAGMENT: true, FORBID_TAGS: ["style", "form"] });
-  for (const a of frag.querySelectorAll("a")) {
-    a.target = "_blank";
-    a.rel = "noopener noreferrer";
-  }
-  return frag;
-}
 
 function textBlock(text: string, cls: string, index: number, ctx: OutputContext): HTMLElement {
   const lines = text.split("\n");
@@ -77,12 +68,11 @@ function image(mime: string, data: unknown, metadata: Record<string, unknown> | 
 }
 
 function richData(data: Record<string, unknown>, metadata: Record<string, unknown> | undefined, index: number, ctx: OutputContext): HTMLElement {
-  if ("text/html" in data) return h("div", { class: "out-html" }, sanitizeHtml(join(data["text/html"])));
+  if ("text/html" in data) return h("div", { class: "out-html" }, sanitize(join(data["text/html"])));
   if ("text/markdown" in data) return h("div", { class: "out-markdown markdown" }, markdownWithMath(join(data["text/markdown"]), ctx.projectId, ctx.path));
   if ("text/latex" in data) return latexOutput(join(data["text/latex"]));
   if ("image/svg+xml" in data) {
-    const svg = DOMPurify.sanitize(join(data["image/svg+xml"]), { USE_PROFILES: { svg: true, svgFilters: true }, RETURN_DOM_FRAGMENT: true });
-    return h("div", { class: "out-svg" }, svg);
+    return h("div", { class: "out-svg" }, sanitize(join(data["image/svg+xml"]), { svg: true }));
   }
   if ("image/png" in data) return image("image/png", data["image/png"], metadata);
   if ("image/jpeg" in data) return image("image/jpeg", data["image/jpeg"], metadata);
@@ -91,13 +81,25 @@ function richData(data: Record<string, unknown>, metadata: Record<string, unknow
   return h("div", { class: "out-unknown muted small" }, `No renderer for ${Object.keys(data).join(", ")}`);
 }
 
+/** One output as DOM. The document is anyone's to write (a student's .ipynb, their
+ * kernel's messages): an output of an unexpected shape shows a notice instead of stopping
+ * the rest of the cell, and the notebook, from rendering. */
 export function renderOutput(out: Output, index: number, ctx: OutputContext): HTMLElement {
+  try {
+    return renderOne(out, index, ctx);
+  } catch {
+    return h("div", { class: "out-unknown muted small" }, "This output could not be shown.");
+  }
+}
+
+function renderOne(out: Output, index: number, ctx: OutputContext): HTMLElement {
   const type = out.output_type;
   if (type === "stream") return textBlock(join(out.text), `out-stream ${out.name === "stderr" ? "out-stderr" : ""}`, index, ctx);
   if (type === "error") {
-    const tb = out.traceback?.length ? out.traceback.join("\n") : `${out.ename}: ${out.evalue}`;
+    const traceback = Array.isArray(out.traceback) ? out.traceback.map(String) : [];
+    const tb = traceback.length ? traceback.join("\n") : `${String(out.ename ?? "")}: ${String(out.evalue ?? "")}`;
     const el = textBlock(tb, "out-error", index, ctx);
-    el.setAttribute("data-ename", stripAnsi(out.ename ?? ""));
+    el.setAttribute("data-ename", stripAnsi(String(out.ename ?? "")));
     return el;
   }
   if (out.metadata?.collab_truncated) {
