@@ -10,25 +10,9 @@ import json
 from typing import Any
 from uuid import UUID
 
-from pycrdt import Doc, Text
-
 from tests.conftest import make_user, ws_connect
 from tests.projects.conftest import new_project
-from tests.sync.yclient import connect, until
-
-
-async def stored_text(server: Any, project: UUID, path: str) -> str:
-    """The document as stored in PostgreSQL (every row of its update log)."""
-    rows = await server.services.pool.fetch(
-        """SELECT u.data FROM yjs_updates u JOIN yjs_documents d USING (doc_id)
-           WHERE d.project_id = $1 AND d.path = $2 ORDER BY u.seq""",
-        project,
-        path,
-    )
-    doc = Doc()
-    for r in rows:
-        doc.apply_update(r["data"])
-    return str(doc.get("source", type=Text))
+from tests.sync.yclient import connect, stored_text, until
 
 
 async def make_viewer(server: Any) -> tuple[Any, Any, UUID]:

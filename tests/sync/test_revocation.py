@@ -11,27 +11,13 @@ from typing import Any
 from uuid import UUID
 
 import websockets
-from pycrdt import Doc, Text
+from pycrdt import Text
 
 from collab.auth.tokens import SESSION_COOKIE
 from tests.conftest import Served, make_user, serve, ws_connect
 from tests.sync.processes import ServerProcess, free_port
-from tests.sync.yclient import YClient, connect, until
+from tests.sync.yclient import YClient, connect, stored_text, until
 from tests.tables.conftest import add_member, remove_member
-
-
-async def stored_text(served: Served, project: UUID, path: str) -> str:
-    """The document as stored in PostgreSQL (every row of its update log)."""
-    rows = await served.services.pool.fetch(
-        """SELECT u.data FROM yjs_updates u JOIN yjs_documents d USING (doc_id)
-           WHERE d.project_id = $1 AND d.path = $2 ORDER BY u.seq""",
-        project,
-        path,
-    )
-    doc = Doc()
-    for r in rows:
-        doc.apply_update(r["data"])
-    return str(doc.get("source", type=Text))
 
 
 async def closed_with(client: YClient, timeout: float = 20) -> int:

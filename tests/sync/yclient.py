@@ -152,3 +152,17 @@ async def until(predicate: Any, timeout: float = 15) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.02)
+
+
+async def stored_text(served: Any, project: Any, path: str) -> str:
+    """The document as stored in PostgreSQL (every row of its update log)."""
+    rows = await served.services.pool.fetch(
+        """SELECT u.data FROM yjs_updates u JOIN yjs_documents d USING (doc_id)
+           WHERE d.project_id = $1 AND d.path = $2 ORDER BY u.seq""",
+        project,
+        path,
+    )
+    doc = Doc()
+    for r in rows:
+        doc.apply_update(r["data"])
+    return str(doc.get("source", type=Text))
