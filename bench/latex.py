@@ -1,14 +1,15 @@
 """Save-to-preview time of a LaTeX build through the server against `latexmk` alone,
-measured in the same run. Prints a table.
+measured in the same run, taking turns. Prints a table.
 
-    .venv/bin/python bench/latex.py [--runs 5] [--database-url postgresql://…]
+    .venv/bin/python bench/latex.py [--runs 9] [--rounds 3] [--database-url postgresql://…]
 
 A 10-page article with a figure and a bibliography. Each run edits the main file (a
 save), then: through the server, `latex.build` on /ws → the `latex_builds` row
-`succeeded` → the PDF fetched over HTTP; alone, the same latexmk command line (same
-flags and environment, no sandbox) on a copy of the project, edited the same way.
-The server runs in this process under uvicorn, with its default settings (including the
-`latex_merge_ms` wait and the sandbox).
+`succeeded` on its changefeed → the PDF fetched over HTTP; alone, the same latexmk
+command line (same flags and environment, no sandbox) on a copy of the project, edited
+the same way. The server runs in this process under uvicorn, with its default settings
+(including the `latex_merge_ms` wait and the sandbox); each round is a fresh server
+and database, and the table gives each round's medians and their median.
 """
 
 from __future__ import annotations
@@ -94,30 +95,33 @@ def edit(path: Path, n: int) -> None:
     path.write_text(text)
 
 
-async def alone(folder: Path, runs: int) -> list[float]:
+ALONE_ARGV = ["latexmk", "-pdf", "-cd", "-synctex=1", "-interaction=nonstopmode"]
+ALONE_ARGV += ["-file-line-error", "-no-shell-escape", "-outdir=.build"]
+
+
+async def alone(folder: Path, n: int) -> float:
+    """One save → PDF with latexmk alone: the same flags and TeX environment, no server."""
     env = {**os.environ, **runner.TEX_ENVIRONMENT}
-    argv = ["latexmk", "-pdf", "-cd", "-synctex=1", "-interaction=nonstopmode"]
-    argv += ["-file-line-error", "-no-shell-escape", "-outdir=.build", str(folder / "main.tex")]
-    times = []
-    for n in range(runs + 1):
-        edit(folder / "main.tex", n)
-        started = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(
-            *argv, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-        )
-        await proc.wait()
-        assert (folder / ".build" / "main.pdf").exists()
-        if n:  # the first run builds from nothing (BibTeX, three passes)
-            times.append(time.perf_counter() - started)
-    return times
+    edit(folder / "main.tex", n)
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *ALONE_ARGV,
+        str(folder / "main.tex"),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await proc.wait()
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 0 and (folder / ".build" / "main.pdf").exists()
+    return elapsed
 
 
-# The build's own time (latexmk in the sandbox, as the row's `milliseconds` says) for
-# each measured run through the server: the rest of the save-to-preview time is the server's.
-in_sandbox: list[float] = []
-
-
-async def through_server(settings: Settings, runs: int) -> list[float]:
+async def interleaved(settings: Settings, folder: Path, runs: int) -> dict[str, list[float]]:
+    """`runs` saves through the server and as many with latexmk alone, taking turns (which
+    goes first alternates), so both see the same machine. Through the server a save is
+    measured as the browser sees it: the edit written, `latex.build` sent, the build's
+    row `succeeded` on the latex_builds changefeed, the PDF fetched over HTTP."""
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
     task = asyncio.create_task(server.serve())
@@ -125,6 +129,7 @@ async def through_server(settings: Settings, runs: int) -> list[float]:
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     base = f"http://127.0.0.1:{port}"
+    times: dict[str, list[float]] = {"server": [], "sandbox": [], "alone": []}
     try:
         async with httpx.AsyncClient(base_url=base, timeout=120) as http:
             r = await http.post(
@@ -137,39 +142,56 @@ async def through_server(settings: Settings, runs: int) -> list[float]:
             project = await store.create_project(
                 services.pool, settings.projects_dir, account, "bench"
             )
-            folder = store.project_dir(settings.projects_dir, project)
-            write_project(folder)
+            project_folder = store.project_dir(settings.projects_dir, project)
+            write_project(project_folder)
             headers = {"Authorization": f"Bearer {key}"}
             args = {"project_id": str(project), "path": "main.tex"}
-            times = []
-            in_sandbox.clear()
             async with websockets.connect(
                 f"ws://127.0.0.1:{port}/ws", additional_headers=headers
             ) as ws:
-                for n in range(runs + 1):
-                    edit(folder / "main.tex", n)
+                query = {"latex_builds": [{"project_id": str(project), "path": None,
+                                           "build": None, "status": None,
+                                           "milliseconds": None}]}  # fmt: skip
+                await ws.send(json.dumps({"id": "feed", "query": query, "changes": True}))
+                json.loads(await ws.recv())
+
+                async def through_server(n: int) -> tuple[float, float]:
+                    edit(project_folder / "main.tex", n)
                     started = time.perf_counter()
                     await ws.send(json.dumps({"id": n, "call": "latex.build", "args": args}))
-                    build = json.loads(await ws.recv())["result"]["build"]
+                    build = None
                     while True:
-                        row = await services.pool.fetchrow(
-                            """SELECT build, status, milliseconds FROM latex_builds
-                               WHERE project_id = $1""",
-                            project,
-                        )
-                        if row["build"] == build and row["status"] not in ("queued", "running"):
+                        msg = json.loads(await ws.recv())
+                        if msg.get("id") == n:
+                            build = msg["result"]["build"]
+                            continue
+                        row = msg.get("new_val") or {}
+                        if (
+                            build is not None
+                            and row.get("build") == build
+                            and row.get("status") not in ("queued", "running")
+                        ):
                             break
-                        await asyncio.sleep(0.01)
                     assert row["status"] == "succeeded", row
                     pdf = await http.get(
                         f"/api/projects/{project}/latex/pdf",
                         params={"path": "main.tex"},
                         headers=headers,
                     )
-                    assert pdf.status_code == 200
-                    if n:
-                        times.append(time.perf_counter() - started)
-                        in_sandbox.append(row["milliseconds"] / 1000)
+                    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+                    return time.perf_counter() - started, row["milliseconds"] / 1000
+
+                # The first build of each is from nothing (BibTeX, three passes): unmeasured.
+                await through_server(0)
+                await alone(folder, 0)
+                for n in range(1, runs + 1):
+                    for which in ("server", "alone") if n % 2 else ("alone", "server"):
+                        if which == "server":
+                            total, sandbox = await through_server(n)
+                            times["server"].append(total)
+                            times["sandbox"].append(sandbox)
+                        else:
+                            times["alone"].append(await alone(folder, n))
             return times
     finally:
         server.should_exit = True
@@ -178,39 +200,52 @@ async def through_server(settings: Settings, runs: int) -> list[float]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=9, help="saves of each kind per round")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh servers, for medians")
     parser.add_argument("--merge-ms", type=int, default=Settings.latex_merge_ms)
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
     opts = parser.parse_args()
-    name = f"collab_bench_latex_{os.getpid()}"
-    admin = await asyncpg.connect(opts.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = embedded.with_database(opts.database_url, name)
-    root = Path(tempfile.mkdtemp(prefix="collab-bench-latex-"))
-    try:
-        await migrate.migrate(url)
-        settings = Settings(
-            data_dir=root / "data", database_url=url, secret="bench", latex_merge_ms=opts.merge_ms
-        )
-        server = await through_server(settings, opts.runs)
-        copy = root / "alone"
-        write_project(copy)
-        baseline = await alone(copy, opts.runs)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-        shutil.rmtree(root, ignore_errors=True)
+    load_before = os.getloadavg()
+    rows = []
+    for _ in range(opts.rounds):
+        name = f"collab_bench_latex_{os.getpid()}"
+        admin = await asyncpg.connect(opts.database_url)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = embedded.with_database(opts.database_url, name)
+        root = Path(tempfile.mkdtemp(prefix="collab-bench-latex-"))
+        try:
+            await migrate.migrate(url)
+            settings = Settings(
+                data_dir=root / "data",
+                database_url=url,
+                secret="bench",
+                latex_merge_ms=opts.merge_ms,
+            )
+            copy = root / "alone"
+            write_project(copy)
+            rows.append(await interleaved(settings, copy, opts.runs))
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+            shutil.rmtree(root, ignore_errors=True)
     print(
-        f"save → preview, 10-page article with a figure and BibTeX, {opts.runs} runs, "
-        f"latex_merge_ms {opts.merge_ms}"
+        f"save → preview, 10-page article with a figure and BibTeX; {opts.rounds} rounds of "
+        f"{opts.runs} saves each way, taking turns; latex_merge_ms {opts.merge_ms}"
     )
-    print(f"{'':28} {'median s':>9} {'min s':>9}")
-    for label, times in (("latexmk alone", baseline), ("through the server", server)):
-        print(f"{label:28} {statistics.median(times):9.3f} {min(times):9.3f}")
-    print(f"{'  of which latexmk in sandbox':28} {statistics.median(in_sandbox):9.3f}")
-    ratio = statistics.median(server) / statistics.median(baseline)
-    print(f"{'server / alone (median)':28} {ratio:9.2f}")
-    print(os.getloadavg() and "machine load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    print(
+        f"{'':34} " + " ".join(f"{f'round {i + 1}':>9}" for i in range(opts.rounds)) + "   median"
+    )
+    med = statistics.median
+    lines = (
+        ("latexmk alone (s, median)", [med(r["alone"]) for r in rows]),
+        ("through the server (s, median)", [med(r["server"]) for r in rows]),
+        ("  of which latexmk in sandbox", [med(r["sandbox"]) for r in rows]),
+        ("server / alone", [med(r["server"]) / med(r["alone"]) for r in rows]),
+    )
+    for label, values in lines:
+        print(f"{label:34} " + " ".join(f"{v:9.3f}" for v in values) + f" {med(values):8.3f}")
+    after = os.getloadavg()
+    print(f"machine load before {load_before[0]:.2f}, after {after[0]:.2f} (1-minute average)")
 
 
 if __name__ == "__main__":

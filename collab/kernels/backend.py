@@ -62,6 +62,7 @@ class _JailedKernelManager(AsyncKernelManager):
 
     jail: Jail | None = None
     binds: list[Path] = []
+    address_space = 0  # RLIMIT_AS of the kernel, in bytes (0: none)
 
     def write_connection_file(self, **kwargs: Any) -> None:
         super().write_connection_file(**kwargs)
@@ -78,7 +79,9 @@ class _JailedKernelManager(AsyncKernelManager):
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd: list[str] = super().format_kernel_cmd(extra_arguments)
-        return self.jail.command(cmd, binds=self.binds) if self.jail is not None else cmd
+        if self.jail is None:
+            return cmd
+        return self.jail.command(cmd, binds=self.binds, address_space=self.address_space)
 
 
 def _is_terminal(fd: int) -> bool:
@@ -86,14 +89,6 @@ def _is_terminal(fd: int) -> bool:
         return os.isatty(fd)
     except OSError:
         return False
-
-
-def _preexec(*steps: Callable[[], None]) -> Callable[[], None]:
-    def apply() -> None:
-        for step in steps:
-            step()
-
-    return apply
 
 
 class LocalBackend:
@@ -133,7 +128,6 @@ class LocalBackend:
         # A graceful shutdown that takes longer than this is finished with SIGKILL.
         km.shutdown_wait_time = 3.0
         kwargs: dict[str, Any] = {"cwd": str(self.cwd), "env": process_environment()}
-        steps: list[Callable[[], None]] = []
         if jail is not None:
             folder = self._folder = await asyncio.to_thread(jail.private_dir, "k-")
             km.connection_file = str(folder / "kernel.json")
@@ -155,11 +149,10 @@ class LocalBackend:
                     if _is_terminal(fd):
                         kwargs[stream] = subprocess.DEVNULL
             kwargs["env"] = jail.environment()
-            steps.append(jail.preexec)
-        if self.memory_limit > 0:
-            steps.append(_address_space_limit(self.memory_limit))
-        if steps:
-            kwargs["preexec_fn"] = _preexec(*steps)
+            # The jail's command line takes the limit: no preexec_fn, no fork of the server.
+            km.address_space = max(0, self.memory_limit)
+        elif self.memory_limit > 0:
+            kwargs["preexec_fn"] = _address_space_limit(self.memory_limit)
         try:
             await km.start_kernel(**kwargs)
         except BaseException:

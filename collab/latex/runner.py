@@ -118,7 +118,6 @@ async def build(jail: Jail, path: str, timeout: float) -> Outcome:
         stderr=asyncio.subprocess.STDOUT,
         cwd="/" if jail.isolated else str(jail.directory),
         env=jail.environment(TEX_ENVIRONMENT),
-        preexec_fn=jail.preexec,
         start_new_session=True,
     )
     output = bytearray()

@@ -66,7 +66,6 @@ async def _run(jail: Jail, args: list[str]) -> dict[str, str]:
         stderr=asyncio.subprocess.DEVNULL,
         cwd="/" if jail.isolated else str(jail.directory),
         env=jail.environment(),
-        preexec_fn=jail.preexec,
         start_new_session=True,
     )
     try:

@@ -140,18 +140,6 @@ class Cgroups:
                 (base / name).rmdir()
 
 
-def join(dirs: list[Path]) -> None:
-    """Move the calling process into the cgroups (in a child before exec: everything it
-    starts is born inside)."""
-    pid = str(os.getpid()).encode()
-    for path in dirs:
-        fd = os.open(path / "cgroup.procs", os.O_WRONLY)
-        try:
-            os.write(fd, pid)
-        finally:
-            os.close(fd)
-
-
 def _mounts() -> tuple[dict[str, Path], Path | None]:
     v1: dict[str, Path] = {}
     v2: Path | None = None

@@ -271,8 +271,9 @@ def _probe(root: bool) -> str | None:
     """None if bwrap can make a sandbox here, else why not."""
     if shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed (apt-get install bubblewrap)"
-    if root and shutil.which("setpriv") is None:
-        return "setpriv (util-linux) is not installed"
+    for tool in ("setpriv", "prlimit") if root else ("prlimit",):
+        if shutil.which(tool) is None:
+            return f"{tool} (util-linux) is not installed"
     nobody = 65534 if root else None
     jail = Jail(UUID(int=0), Path(tempfile.gettempdir()), True, False, nobody, nobody, "probe")
     argv = jail.command(["true"])

@@ -90,7 +90,8 @@ class Terminal:
         master, slave = os.openpty()
         try:
             self._set_size(slave, *self.size)
-            argv, cwd, preexec = [self.shell], str(self.cwd), _become_controlling_tty
+            argv, cwd = [self.shell], str(self.cwd)
+            preexec: Callable[[], None] | None = _become_controlling_tty
             env = process_environment()
             jail = self.jail
             if jail is not None and jail.isolated:
@@ -99,13 +100,9 @@ class Terminal:
                 # and bwrap's lies outside. So bwrap keeps no controlling terminal and
                 # setsid gives the pty to the shell.
                 argv = jail.command(["setsid", "--ctty", self.shell])
-                env, cwd, preexec = jail.environment(), "/", jail.preexec
+                env, cwd, preexec = jail.environment(), "/", None
             elif jail is not None:
-                env = jail.environment()
-
-                def preexec() -> None:
-                    _become_controlling_tty()
-                    jail.preexec()
+                argv, env = jail.command(argv), jail.environment()
 
             env.update(TERM="xterm-256color", COLUMNS="80", LINES="24")
             self._proc = subprocess.Popen(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from collab.errors import ApiError
+from collab.sandbox.cgroups import Cgroups, Limits
 from collab.sandbox.jail import Jail
 from collab.sandbox.service import Sandbox
 from tests.sandbox.conftest import sandbox_settings
@@ -87,3 +88,75 @@ def test_the_start_up_line_says_which_isolation_and_limits_are_in_force(
         assert "per-project users" in line and "processes 77 (cgroup v" in line
     else:
         assert "NOT in force" in line
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups and per-project users need root")
+def test_the_command_line_itself_enters_the_cgroups_and_limits_without_a_preexec_fn(
+    tmp_path: Path,
+) -> None:
+    """The jail's command joins the project's cgroups and takes its rlimits before bwrap,
+    so the server starts it without a preexec_fn (a vfork, not a fork of the server)."""
+    cgroups = Cgroups.discover()
+    if not cgroups.bases:
+        pytest.skip("no cgroup controllers are writable here")
+    name = f"collab-test-enter-{uuid.uuid4()}"
+    dirs = cgroups.create(name, Limits(256 * 1024 * 1024, 64, 100))
+    os.chmod(tmp_path, 0o777)
+    try:
+        jail = Jail(
+            uuid.uuid4(), tmp_path, True, False, 65534, 65534, "nobody",
+            cgroups=tuple(dirs), open_files=77, file_size=123 * 1024, python_paths=(),
+        )  # fmt: skip
+        script = "cat /proc/self/cgroup; echo; ulimit -n; ulimit -f; ulimit -v; id -u"
+        done = subprocess.run(
+            jail.command(["/bin/sh", "-c", script], address_space=512 * 1024 * 1024),
+            env=jail.environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd="/",
+        )
+        assert done.returncode == 0, done.stderr
+        groups, limits = done.stdout.split("\n\n")
+        # bwrap's cgroup namespace shows the project's cgroup as the root; the host's
+        # view is the processes list of each of its directories, checked below instead.
+        assert limits.split() == ["77", "246", str(512 * 1024), "65534"]  # 1 KiB/512 B blocks
+        assert groups.strip()
+
+        # While it runs, the process is listed in every one of the project's cgroups.
+        proc = subprocess.Popen(jail.command(["/bin/sleep", "30"]), env=jail.environment(), cwd="/")
+        try:
+            deadline = 50
+            while deadline and not all(_procs(d) for d in dirs):
+                deadline -= 1
+                subprocess.run(["sleep", "0.1"], check=True)
+            assert all(_procs(d) for d in dirs), [(d, _procs(d)) for d in dirs]
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        cgroups.remove(name)
+
+    # A cgroup that cannot be joined stops the command: nothing runs outside it.
+    gone = Jail(
+        uuid.uuid4(), tmp_path, True, False, 65534, 65534, "nobody",
+        cgroups=(tmp_path / "no-such-cgroup",), python_paths=(),
+    )  # fmt: skip
+    marker = tmp_path / "ran"
+    done = subprocess.run(
+        gone.command(["/bin/sh", "-c", "touch /home/user/ran"]),
+        env=gone.environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd="/",
+    )
+    assert done.returncode == 126, done
+    assert "cgroup.procs" in done.stderr
+    assert not marker.exists()
+
+
+def _procs(path: Path) -> list[str]:
+    return (path / "cgroup.procs").read_text().split()
