@@ -252,30 +252,36 @@ class Subscribers:
             await asyncio.get_running_loop().run_in_executor(None, proc.join, 20)
 
 
-async def write_load(url: str, projects: list[str], rate: int, seconds: float) -> dict[str, float]:
-    """Update random projects at `rate` per second; return title -> send time."""
+async def write_load(
+    url: str, projects: list[str], rate: int, seconds: float, warmup: float
+) -> dict[str, float]:
+    """Update random projects at `rate` per second; return title -> send time. The first
+    `warmup` seconds run at the same rate unmeasured: new writer connections (each
+    PostgreSQL backend compiles the trigger on its first write) and a load that has just
+    started are not the steady state the rows report."""
     committed: dict[str, float] = {}
     pool = await asyncpg.create_pool(url, min_size=8, max_size=8)
     assert pool is not None
     seq = iter(range(10**9))
 
-    async def one(title: str, pid: str) -> None:
+    async def one(title: str, pid: str, measured: bool) -> None:
         async with pool.acquire() as conn:
             # Timed just before the write is sent on its connection (not when it was
             # queued for one: the writer's own pool is not the server's latency), and
             # never after it returns: an event can arrive before execute() does.
-            committed[title] = time.time()
+            if measured:
+                committed[title] = time.time()
             await conn.execute("UPDATE projects SET title = $1 WHERE project_id = $2", title, pid)
 
     tasks = []
     start = time.perf_counter()
-    total = int(rate * seconds)
-    for i in range(total):
+    skipped = int(rate * warmup)
+    for i in range(skipped + int(rate * seconds)):
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         title = f"t{next(seq)}-{rate}"
-        tasks.append(asyncio.create_task(one(title, random.choice(projects))))
+        tasks.append(asyncio.create_task(one(title, random.choice(projects), i >= skipped)))
     await asyncio.gather(*tasks)
     await pool.close()
     return committed
@@ -411,19 +417,24 @@ async def measure(
 ) -> dict[str, Any]:
     await subscribers.collect()
     cpu0 = usage.cpu()
+    own = benchlib.Usage(usage.pids)  # the server's process alone, without PostgreSQL
+    own0 = own.cpu()
     workers = [psutil.Process(p.pid) for p in subscribers.procs]
     wcpu0 = sum(w.cpu_times().user + w.cpu_times().system for w in workers)
     mcpu0 = benchlib.own_cpu()
     t0 = time.perf_counter()
-    sent = await write_load(url, all_projects, rate, args.seconds)
+    sent = await write_load(url, all_projects, rate, args.seconds, args.warmup)
     await asyncio.sleep(2)
     wall = time.perf_counter() - t0
     cpu = usage.cpu() - cpu0
+    own_cpu = own.cpu() - own0
     wcpu = sum(w.cpu_times().user + w.cpu_times().system for w in workers) - wcpu0
     mcpu = benchlib.own_cpu() - mcpu0
     print(
-        f"  client CPU: subscribers {100 * wcpu / wall:.0f}% over {WORKERS} processes, "
-        f"writer {100 * mcpu / wall:.0f}%, {benchlib.load()}",
+        f"  server CPU: its process {100 * own_cpu / wall:.0f}%, PostgreSQL "
+        f"{100 * (cpu - own_cpu) / wall:.0f}%; client CPU: subscribers "
+        f"{100 * wcpu / wall:.0f}% over {WORKERS} processes, writer {100 * mcpu / wall:.0f}%, "
+        f"{benchlib.load()}",
         flush=True,
     )
     received = await subscribers.collect()
@@ -434,6 +445,8 @@ async def measure(
         for t in times
     ]
     expected = len(sent) * max(1, subs // projects)
+    if args.timeline:
+        timeline(sent, received)
     raw = await baseline(url, rate, min(args.seconds, 3))
     return {
         "name": name,
@@ -454,6 +467,25 @@ async def measure(
     }
 
 
+def timeline(sent: dict[str, float], received: dict[str, list[float]]) -> None:
+    """p50 / p99 / max of the events by the half second their write was sent in: a stall
+    shows as a window of its own, a server that cannot keep up as a rising line."""
+    start = min(sent.values())
+    windows: dict[int, list[float]] = {}
+    for title, times in received.items():
+        if title in sent:
+            w = int((sent[title] - start) * 2)
+            windows.setdefault(w, []).extend((t - sent[title]) * 1000 for t in times)
+    print("    window s   events    p50    p99     max", flush=True)
+    for w in sorted(windows):
+        lat = windows[w]
+        print(
+            f"    {w / 2:8.1f} {len(lat):8} {pct(lat, 0.5):6.1f} {pct(lat, 0.99):6.1f} "
+            f"{max(lat):7.1f}",
+            flush=True,
+        )
+
+
 def print_row(r: dict[str, Any], header: bool) -> None:
     if header:
         print(
@@ -472,6 +504,7 @@ def main() -> None:
     parser.add_argument("--subs", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--rates", type=int, nargs="+", default=[100, 500, 1000])
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds first")
     parser.add_argument(
         "--busy-rates",
         type=int,
@@ -480,6 +513,9 @@ def main() -> None:
         help="rates measured again with a CPU-bound process spinning on another core",
     )
     parser.add_argument("--server-log", help="append the server's info log to this file")
+    parser.add_argument(
+        "--timeline", action="store_true", help="print each half second's latencies too"
+    )
     parser.add_argument("--base", help="also run the collab package of this checkout (A/B)")
     parser.add_argument(
         "--deflate-ab", action="store_true", help="also run collab with permessage-deflate on"
