@@ -705,12 +705,13 @@ async def run(args: argparse.Namespace) -> None:
             base = Path(args.base)
             targets.append(("collab-base", partial(start_collab, src=base, name="collab-base")))
         if not args.only_collab:
-            targets += [
+            peers = [
                 ("pycrdt-websocket", start_peer),
                 ("pycrdt-websocket+sqlite", start_peer_sqlite),
             ]
             if not args.no_hocuspocus and hocuspocus_ready():
-                targets.append(("hocuspocus", start_hocuspocus))
+                peers.append(("hocuspocus", start_hocuspocus))
+            targets += [p for p in peers if args.peers is None or p[0] in args.peers]
         for key, scenario in scenarios:
             # Targets alternate within a scenario, so that a change in the machine's load
             # falls on all of them; a fresh server for each, so no backlog carries over.
@@ -815,6 +816,11 @@ def main() -> None:
     parser.add_argument("--no-hocuspocus", action="store_true", help="leave Hocuspocus out")
     parser.add_argument("--only-collab", action="store_true", help="collab (and --base) only")
     parser.add_argument("--base", help="also run the collab package of this checkout (A/B)")
+    parser.add_argument(
+        "--peers",
+        nargs="+",
+        help="only these peers: pycrdt-websocket pycrdt-websocket+sqlite hocuspocus",
+    )
     parser.add_argument(
         "--scenarios", nargs="+", help="fanout1 fanout10 fanout100 fanout500 sat storm"
     )

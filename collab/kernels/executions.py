@@ -86,24 +86,23 @@ class ExecutionLog:
 
     async def _apply(self, kind: str, args: tuple[Any, ...]) -> None:
         if kind == "queued":
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    """INSERT INTO executions
-                       (execution_id, project_id, path, cell_id, account_id, name, status, host)
-                       VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7)""",
-                    *args,
-                    self._host(),
-                )
-                # Bounded: the notebook keeps its newest `keep` runs.
-                await conn.execute(
-                    """DELETE FROM executions WHERE project_id = $1 AND path = $2
-                       AND seq <= (SELECT seq FROM executions
-                                   WHERE project_id = $1 AND path = $2
-                                   ORDER BY seq DESC OFFSET $3 LIMIT 1)""",
-                    args[1],
-                    args[2],
-                    self._keep,
-                )
+            # One statement: the row, and the notebook bounded to its newest `keep` runs.
+            # The DELETE sees the rows before this INSERT (one snapshot), so it keeps the
+            # newest keep - 1 of them, and the new row makes `keep`.
+            await self._pool.execute(
+                """WITH added AS (
+                       INSERT INTO executions (execution_id, project_id, path, cell_id,
+                                               account_id, name, status, host)
+                       VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7)
+                   )
+                   DELETE FROM executions WHERE project_id = $2 AND path = $3
+                   AND seq <= (SELECT seq FROM executions
+                               WHERE project_id = $2 AND path = $3
+                               ORDER BY seq DESC OFFSET $8 - 1 LIMIT 1)""",
+                *args,
+                self._host(),
+                self._keep,
+            )
         elif kind == "started":
             await self._pool.execute(
                 """UPDATE executions SET status = 'running', session = $2, kernel_name = $3,

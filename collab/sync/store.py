@@ -214,23 +214,17 @@ class UpdateStore:
                 delay = min(delay * 2, 5.0)
 
     async def _write(self, batch: list[_Pending]) -> None:
-        doc_ids = sorted({p.doc_id for p in batch})
-        async with self.pool.acquire() as conn, conn.transaction():
-            for doc_id in doc_ids:
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1, $2)", _LOCK_CLASS, lock_key(doc_id)
-                )
-            await conn.execute(
-                """INSERT INTO yjs_updates (doc_id, data, authors, origin)
-                   SELECT d, u, CASE WHEN a IS NULL THEN '{}'::uuid[] ELSE ARRAY[a] END, $4
-                   FROM unnest($1::bigint[], $2::bytea[], $3::uuid[]) AS t(d, u, a)""",
-                [p.doc_id for p in batch],
-                [p.data for p in batch],
-                [p.author for p in batch],
-                self.origin,
-            )
-            for doc_id in doc_ids:
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{doc_id}:{self.origin}")
+        # One statement, its own transaction (migrations/0014_yjs_append.sql): the
+        # documents' locks, the rows and the NOTIFYs in one round trip.
+        await self.pool.execute(
+            "SELECT yjs_append($1::bigint[], $2::bytea[], $3::uuid[], $4, $5, $6)",
+            [p.doc_id for p in batch],
+            [p.data for p in batch],
+            [p.author for p in batch],
+            self.origin,
+            _LOCK_CLASS,
+            CHANNEL,
+        )
 
     async def drain(self) -> None:
         """Wait until every queued update is committed (shutdown, room unload)."""
