@@ -28,11 +28,24 @@ class Outbox:
         self._client_gone = False
         self._abandoned = False
         self._writer: asyncio.Task[None] | None = None
+        # The transport, once the writer runs on it; `_idle` while the writer waits on an
+        # empty queue with nothing in hand: then a message can skip the queue.
+        self._raw: RawSocket | None = None
+        self._idle = False
 
     def put(self, message: Message) -> bool:
-        """Queue a message; False when closed or when the queue is full."""
+        """Send or queue a message; False when closed or when the queue is full. With
+        nothing queued or being written and a transport that takes it at once, it is
+        written now: no queue, no wake-up of the writer task (most messages, on a
+        client that keeps up). Otherwise it waits in the queue, in order."""
         if self.closed.is_set():
             return False
+        if self._idle and self._raw is not None and self._queue.empty():
+            try:
+                if self._raw.write_now(frame_of(message)):
+                    return True
+            except Exception:
+                pass  # the socket went away: queued, the writer finds out and ends
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
@@ -86,8 +99,13 @@ class Outbox:
     async def _write_batches(self, raw: RawSocket) -> None:
         """Everything queued when the writer wakes goes out in one transport write."""
         queue = self._queue
+        self._raw = raw
         while True:
-            message = await queue.get()
+            self._idle = True
+            try:
+                message = await queue.get()
+            finally:
+                self._idle = False
             if message is None:
                 return
             frames = [frame_of(message)]

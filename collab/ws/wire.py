@@ -1,6 +1,7 @@
 """WebSocket frames written straight to the connection's transport: a broadcast is
-framed once for all its clients, and everything queued for one client goes out in one
-write, instead of one ASGI send (and one framing) per message per client.
+framed once for all its clients, a message to a client with nothing queued is written at
+once, and everything queued for one client goes out in one write, instead of one ASGI
+send (and one framing) per message per client.
 
 Only under uvicorn's websockets-sansio protocol, the one it picks by default; elsewhere
 (another server, wsproto) the outbox sends through ASGI as before."""
@@ -74,6 +75,15 @@ class RawSocket:
             and not p.disconnected
             and not p.transport.is_closing()
         )
+
+    def write_now(self, frame: bytes) -> bool:
+        """Write one frame at once, if the transport takes it without waiting (below its
+        high-water mark, not closing); False to queue it instead."""
+        p = self._protocol
+        if not p.writable.is_set() or not self._open():
+            return False
+        p.transport.write(frame)
+        return True
 
     async def write(self, frames: list[bytes]) -> None:
         """Write the frames in one go; waits while the transport's buffer is over its

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.conftest import make_user, serve, ws_connect
 from tests.tables.conftest import (
     FeedReader,
@@ -268,30 +270,54 @@ async def test_before_commit_hook_can_reject_a_write(server, user):
 
 
 async def test_slow_consumer_is_closed_with_4008_and_resumes_from_its_cursor(settings):
+    """A client that stops reading: once its socket's buffers are full, what the server
+    sends waits in its bounded queue (5 here), and the overflow closes it with 4008.
+    (A message finding the socket free is written at once, so a burst to a client that
+    reads never counts against the queue.) It resumes from its cursor with nothing
+    missing."""
     import websockets
 
+    query = {"projects": [{"project_id": None, "title": None, "description": None}]}
     async with serve(settings.replace(ws_send_queue=5)) as server:
         user = await make_user(server)
-        async with ws_connect(server, user.key) as ws:
+        # max_queue=1: the client stops reading its socket while a frame is unread.
+        async with ws_connect(server, user.key, max_queue=1) as ws:
             feed = FeedReader(ws)
-            answer = await feed.subscribe(PROJECTS)
+            answer = await feed.subscribe(query)
             conn = await db(server)
             try:
                 async with conn.transaction():
                     pids = [await insert_project(conn, user.account_id, f"p{i}") for i in range(50)]
+                # About 20 MB of events: more than the socket buffers hold.
+                for rnd in range(40):
+                    async with conn.transaction():
+                        for pid in pids:
+                            await conn.execute(
+                                "UPDATE projects SET description = $1 WHERE project_id = $2",
+                                f"{rnd}:" + "d" * 9990,
+                                pid,
+                            )
             finally:
                 await conn.close()
-            try:
+            await asyncio.sleep(1)
+            received = 0
+            with pytest.raises(websockets.ConnectionClosed) as closed:
                 while True:
                     await ws.recv(10)
-            except websockets.ConnectionClosed as closed:
-                assert closed.rcvd is not None and closed.rcvd.code == 4008
+                    received += 1
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
+            assert received < 50 + 40 * 50
         async with ws_connect(server, user.key) as ws:
             feed = FeedReader(ws)
-            resumed = await feed.subscribe(PROJECTS, resume=answer["cursor"])
+            resumed = await feed.subscribe(query, resume=answer["cursor"])
             assert resumed["result"] == {"resumed": True}
-            got = [await feed.next() for _ in pids]
-            assert [e["new_val"]["project_id"] for e in got] == pids
+            inserted = [await feed.next() for _ in pids]
+            assert [e["new_val"]["project_id"] for e in inserted] == pids
+            updates = [await feed.next() for _ in range(40 * 50)]
+            assert [(e["action"], e["new_val"]["project_id"]) for e in updates] == [
+                ("update", pid) for _ in range(40) for pid in pids
+            ]
+            assert [e["new_val"]["description"][:3] for e in updates[-50:]] == ["39:"] * 50
 
 
 async def test_a_burst_over_many_read_rounds_arrives_whole_and_in_order(server, user, monkeypatch):
