@@ -6,10 +6,14 @@ document clients both send through one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 
 from starlette.websockets import WebSocket, WebSocketState
 
 from collab.ws.wire import Frame, RawSocket, frame_of
+
+log = logging.getLogger(__name__)
 
 Message = str | bytes | Frame
 
@@ -29,28 +33,53 @@ class Outbox:
         self._abandoned = False
         self._writer: asyncio.Task[None] | None = None
         # The transport, once the writer runs on it; `_idle` while the writer waits on an
-        # empty queue with nothing in hand: then a message can skip the queue.
+        # empty queue with nothing in hand. Then messages skip the queue: those of one
+        # event-loop tick are collected in `_soon` and written together at its end.
         self._raw: RawSocket | None = None
         self._idle = False
+        self._soon: list[Message] | None = None
 
     def put(self, message: Message) -> bool:
         """Send or queue a message; False when closed or when the queue is full. With
-        nothing queued or being written and a transport that takes it at once, it is
-        written now: no queue, no wake-up of the writer task (most messages, on a
-        client that keeps up). Otherwise it waits in the queue, in order."""
+        nothing queued or being written, the messages of this tick are written in one
+        transport write at its end, with no queue and no wake-up of the writer task
+        (most messages, on a client that keeps up). Otherwise they wait in the queue,
+        in order."""
         if self.closed.is_set():
             return False
         if self._idle and self._raw is not None and self._queue.empty():
-            try:
-                if self._raw.write_now(frame_of(message)):
-                    return True
-            except Exception:
-                pass  # the socket went away: queued, the writer finds out and ends
+            if self._soon is None:
+                self._soon = [message]
+                asyncio.get_running_loop().call_soon(self._write_soon)
+            else:
+                self._soon.append(message)
+            return True
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
             return False
         return True
+
+    def _write_soon(self) -> None:
+        messages, self._soon = self._soon, None
+        if not messages or self.closed.is_set():
+            return  # close() queued them ahead of the close frame, or dropped them
+        raw = self._raw
+        if raw is not None and self._idle:
+            try:
+                if raw.write_now(b"".join(frame_of(m) for m in messages)):
+                    return
+            except Exception:
+                pass  # the socket went away: queued, the writer finds out and ends
+        # The transport cannot take them now: they wait in the queue, in order (it is
+        # empty: every message since the first of them came here).
+        for message in messages:
+            try:
+                self._queue.put_nowait(message)
+            except asyncio.QueueFull:
+                log.warning("slow client disconnected", extra={"event": "ws.slow_consumer"})
+                self.close(CLOSE_SLOW_CONSUMER)
+                return
 
     async def wait_for_room(self) -> None:
         """Wait while the queue is over half full, so that a long stream (a replay) is
@@ -72,6 +101,12 @@ class Outbox:
         if drop:
             while not self._queue.empty():
                 self._queue.get_nowait()
+        soon, self._soon = self._soon, None
+        if soon and not drop and code != CLOSE_SLOW_CONSUMER:
+            # Not yet written this tick: they go before the close frame.
+            for message in soon:
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._queue.put_nowait(message)
         if code == CLOSE_SLOW_CONSUMER and self._writer is not None:
             if self._writer is not asyncio.current_task():
                 self._abandoned = True

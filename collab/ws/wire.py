@@ -1,7 +1,8 @@
 """WebSocket frames written straight to the connection's transport: a broadcast is
-framed once for all its clients, a message to a client with nothing queued is written at
-once, and everything queued for one client goes out in one write, instead of one ASGI
-send (and one framing) per message per client.
+framed once for all its clients, the messages of one event-loop tick to a client with
+nothing queued are written together at its end, and everything queued for one client
+goes out in one write, instead of one ASGI send (and one framing) per message per
+client.
 
 Only under uvicorn's websockets-sansio protocol, the one it picks by default; elsewhere
 (another server, wsproto) the outbox sends through ASGI as before."""
@@ -76,13 +77,13 @@ class RawSocket:
             and not p.transport.is_closing()
         )
 
-    def write_now(self, frame: bytes) -> bool:
-        """Write one frame at once, if the transport takes it without waiting (below its
-        high-water mark, not closing); False to queue it instead."""
+    def write_now(self, data: bytes) -> bool:
+        """Write frames at once, if the transport takes them without waiting (below its
+        high-water mark, not closing); False to queue them instead."""
         p = self._protocol
         if not p.writable.is_set() or not self._open():
             return False
-        p.transport.write(frame)
+        p.transport.write(data)
         return True
 
     async def write(self, frames: list[bytes]) -> None:
