@@ -15,6 +15,7 @@ import { h, relativeTime, replace } from "../ui/dom";
 import { editorTheme, highlight } from "../editors/codemirror";
 import type { Attachments } from "../editors/markdown";
 import { markdownWithMath } from "./math";
+import type { CellAwareness } from "./cursors";
 import { type Output, type OutputContext, renderOutput } from "./outputs";
 
 export type ExecutionState = "queued" | "running" | "idle" | "not_run" | undefined;
@@ -29,7 +30,8 @@ export interface InputRequest {
 export interface CellHost {
   projectId: string;
   path: string;
-  awareness: import("y-protocols/awareness").Awareness;
+  /** The awareness an editor of `text` shows the cursors of (those in that text). */
+  awareness(text: Y.Text): CellAwareness;
   languages: { python: Extension; markdown: Extension };
   /** The cell's editor got focus: it is the active cell, in edit mode. */
   focused(cell: CellView): void;
@@ -68,6 +70,13 @@ const cellTheme = EditorView.theme({
   ".cm-scroller": { lineHeight: "1.55" },
 });
 
+// What every cell's editor has; built once, shared by all of them.
+const shared: Extension = [
+  drawSelection(), indentOnInput(), bracketMatching(), closeBrackets(),
+  keymap.of([...yUndoManagerKeymap, ...defaultKeymap, indentWithTab]),
+  syntaxHighlighting(highlight), editorTheme, cellTheme, EditorView.lineWrapping,
+];
+
 function lineCount(text: string): number {
   let n = 1;
   for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) n++;
@@ -93,6 +102,9 @@ export class CellView {
   private timer: number | undefined;
   private runningSince = 0;
   private height = 0;
+  // The cell's own undo history: it outlives the editor (a cell scrolled away and back
+  // keeps it), and goes when the cell does, or at unmount when there is nothing in it.
+  private undo: Y.UndoManager | null = null;
 
   constructor(readonly cell: YCellType, readonly host: CellHost) {
     this.el = h("div", { class: "cell", "data-cell-id": cell.id, "data-type": cell.cell_type });
@@ -138,9 +150,10 @@ export class CellView {
     this.el.style.minHeight = "";
   }
 
-  unmount(): void {
+  /** `height` is the cell's current height, when the caller has read it already. */
+  unmount(height?: number): void {
     if (!this.mounted || this.el.contains(document.activeElement)) return;
-    this.height = this.el.offsetHeight;
+    this.height = height ?? this.el.offsetHeight;
     this.teardown();
     this.el.replaceChildren();
     this.el.style.minHeight = `${this.height}px`;
@@ -148,6 +161,8 @@ export class CellView {
 
   destroy(): void {
     this.teardown();
+    this.undo?.destroy();
+    this.undo = null;
     this.el.remove();
   }
 
@@ -163,6 +178,12 @@ export class CellView {
     this.editor = null;
     this.rendered = null;
     this.runByEl = null;
+    // Every undo manager listens to every transaction of the document: keep only those
+    // with something to undo.
+    if (this.undo && !this.undo.undoStack.length && !this.undo.redoStack.length) {
+      this.undo.destroy();
+      this.undo = null;
+    }
   }
 
   /** The editor again, after the notebook became writable or read-only. */
@@ -246,13 +267,11 @@ export class CellView {
             { key: "ArrowUp", run: (v) => atEdge(v, "start") && key("up")() },
             { key: "ArrowDown", run: (v) => atEdge(v, "end") && key("down")() },
           ])),
-          drawSelection(), indentOnInput(), bracketMatching(), closeBrackets(),
-          keymap.of([...yUndoManagerKeymap, ...defaultKeymap, indentWithTab]),
-          syntaxHighlighting(highlight), editorTheme, cellTheme, EditorView.lineWrapping, language,
+          shared, language,
           EditorView.contentAttributes.of({ "aria-label": `${this.type} cell` }),
           EditorState.readOnly.of(!this.host.writable()),
           EditorView.domEventHandlers({ focus: () => { this.host.focused(this); return false; } }),
-          yCollab(ysource, this.host.awareness, { undoManager: new Y.UndoManager(ysource) }),
+          yCollab(ysource, this.host.awareness(ysource), { undoManager: (this.undo ??= new Y.UndoManager(ysource)) }),
         ],
       }),
     });
