@@ -28,7 +28,12 @@ export function startsText(path: string): boolean {
 /** Start loading the modules a file's view needs, all chunks at once. */
 export function prefetch(path: string): void {
   if (path.endsWith(".term")) preload("editors/terminal");
-  else if (path.endsWith(".ipynb")) preload("notebook/view");
+  else if (path.endsWith(".ipynb")) {
+    // The cells' languages too: the view imports them only once it runs.
+    preload("notebook/view");
+    preload("lang-python");
+    preload("lang-markdown");
+  }
   else if (!path.endsWith(".ipynb") && !IMAGE.test(path) && !BINARY.test(path)) {
     preload("editors/text");
     for (const [re, mod] of LANGUAGE_MODULES) if (re.test(path)) preload(mod);

@@ -17,6 +17,8 @@ export interface PresenceOptions {
 /** Keeps `el` filled with the avatars of the document's other people; returns the stop
  * and a function that renders again (after `following` changed). */
 export function watchPresence(shared: SharedDoc, el: HTMLElement, options: PresenceOptions = {}): (() => void) & { render: () => void } {
+  // What the avatars show: most awareness changes are cursor moves, which change none of it.
+  let shown = "";
   const render = () => {
     const seen = new Map<string, { name: string; state: Record<string, unknown> }>();
     shared.provider.awareness.getStates().forEach((state, clientId) => {
@@ -25,9 +27,12 @@ export function watchPresence(shared: SharedDoc, el: HTMLElement, options: Prese
       if (user?.name) seen.set(user.account_id ?? String(clientId), { name: user.name, state: state as Record<string, unknown> });
     });
     const followed = options.following?.() ?? null;
-    replace(el, [...seen].map(([id, { name, state }]) => {
+    const people = [...seen].map(([id, { name, state }]) => ({ id, name, detail: options.detail?.(state) }));
+    const key = JSON.stringify([followed, people]);
+    if (key === shown) return;
+    shown = key;
+    replace(el, people.map(({ id, name, detail }) => {
       const face = avatar(name, id);
-      const detail = options.detail?.(state);
       if (!options.onPick) return face;
       const title = `${name}${detail ? ` — ${detail}` : ""} · ${followed === id ? "click to stop following" : "click to follow"}`;
       return h("button", { class: `avatar-follow${followed === id ? " following" : ""}`, title, "aria-label": title, "aria-pressed": String(followed === id), "data-account": id, onclick: () => options.onPick?.(id, name) }, face);

@@ -15,6 +15,7 @@ import { h, relativeTime, replace } from "../ui/dom";
 import { editorTheme, highlight } from "../editors/codemirror";
 import type { Attachments } from "../editors/markdown";
 import { markdownWithMath } from "./math";
+import type { CellAwareness } from "./cursors";
 import { type Output, type OutputContext, renderOutput } from "./outputs";
 
 export type ExecutionState = "queued" | "running" | "idle" | "not_run" | undefined;
@@ -29,7 +30,8 @@ export interface InputRequest {
 export interface CellHost {
   projectId: string;
   path: string;
-  awareness: import("y-protocols/awareness").Awareness;
+  /** The awareness an editor of `text` shows the cursors of (those in that text). */
+  awareness(text: Y.Text): CellAwareness;
   languages: { python: Extension; markdown: Extension };
   /** The cell's editor got focus: it is the active cell, in edit mode. */
   focused(cell: CellView): void;
@@ -68,6 +70,13 @@ const cellTheme = EditorView.theme({
   ".cm-scroller": { lineHeight: "1.55" },
 });
 
+// What every cell's editor has; built once, shared by all of them.
+const shared: Extension = [
+  drawSelection(), indentOnInput(), bracketMatching(), closeBrackets(),
+  keymap.of([...yUndoManagerKeymap, ...defaultKeymap, indentWithTab]),
+  syntaxHighlighting(highlight), editorTheme, cellTheme, EditorView.lineWrapping,
+];
+
 function lineCount(text: string): number {
   let n = 1;
   for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) n++;
@@ -87,12 +96,21 @@ export class CellView {
   private inputHost: HTMLElement | null = null;
   private runByEl: HTMLElement | null = null;
   private rendered: HTMLElement | null = null;
+  // The markdown rendering last made, and what it was made from: a cell scrolled away and
+  // back is not parsed, sanitised and typeset again.
+  private renderedFrom: { key: string; el: HTMLElement } | null = null;
   private expanded = new Set<number>();
   private frame = 0;
-  private dirty = { outputs: false, state: false, markdown: false };
+  // Outputs to render again at the next frame: all of them, or those at these indexes
+  // (a stream that grew, a display updated), whose elements are `outputEls`.
+  private dirty: { outputs: boolean | Set<number>; state: boolean; markdown: boolean } = { outputs: false, state: false, markdown: false };
+  private outputEls: HTMLElement[] = [];
   private timer: number | undefined;
   private runningSince = 0;
   private height = 0;
+  // The cell's own undo history: it outlives the editor (a cell scrolled away and back
+  // keeps it), and goes when the cell does, or at unmount when there is nothing in it.
+  private undo: Y.UndoManager | null = null;
 
   constructor(readonly cell: YCellType, readonly host: CellHost) {
     this.el = h("div", { class: "cell", "data-cell-id": cell.id, "data-type": cell.cell_type });
@@ -129,6 +147,7 @@ export class CellView {
     this.runByEl = h("div", { class: "cell-runby", "data-testid": "run-by" });
     const gutter = h("div", { class: "cell-gutter" }, this.prompt, this.status);
     replace(this.el, h("div", { class: "cell-bar" }), gutter, h("div", { class: "cell-main" }, this.runByEl, this.body, this.outputs, this.inputHost));
+    this.dirty = { outputs: false, state: false, markdown: false };
     this.renderInput();
     this.renderState();
     this.renderRunBy();
@@ -138,9 +157,10 @@ export class CellView {
     this.el.style.minHeight = "";
   }
 
-  unmount(): void {
+  /** `height` is the cell's current height, when the caller has read it already. */
+  unmount(height?: number): void {
     if (!this.mounted || this.el.contains(document.activeElement)) return;
-    this.height = this.el.offsetHeight;
+    this.height = height ?? this.el.offsetHeight;
     this.teardown();
     this.el.replaceChildren();
     this.el.style.minHeight = `${this.height}px`;
@@ -148,6 +168,8 @@ export class CellView {
 
   destroy(): void {
     this.teardown();
+    this.undo?.destroy();
+    this.undo = null;
     this.el.remove();
   }
 
@@ -163,6 +185,12 @@ export class CellView {
     this.editor = null;
     this.rendered = null;
     this.runByEl = null;
+    // Every undo manager listens to every transaction of the document: keep only those
+    // with something to undo.
+    if (this.undo && !this.undo.undoStack.length && !this.undo.redoStack.length) {
+      this.undo.destroy();
+      this.undo = null;
+    }
   }
 
   /** The editor again, after the notebook became writable or read-only. */
@@ -196,11 +224,19 @@ export class CellView {
     for (const e of events) {
       if (e.target === model) {
         const keys = (e as Y.YMapEvent<unknown>).keysChanged;
-        if (keys.has("outputs")) this.dirty.outputs = true;
+        // The count is in an execute_result's prompt.
+        if (keys.has("outputs") || keys.has("execution_count")) this.dirty.outputs = true;
         if (keys.has("execution_state") || keys.has("execution_count")) this.dirty.state = true;
         if (keys.has("attachments")) this.dirty.markdown = true;
       } else if (e.target === this.cell.ysource) this.dirty.markdown = true;
-      else if (outputs && (e.target === outputs || isInside(e.target, outputs as Y.AbstractType<unknown>))) this.dirty.outputs = true;
+      else if (outputs instanceof Y.Array && this.dirty.outputs !== true) {
+        if (e.target === outputs) { this.dirty.outputs = true; continue; }
+        const one = childOf(e.target, outputs as unknown as Y.AbstractType<unknown>);
+        if (!one) continue;
+        const index = outputs.toArray().indexOf(one);
+        if (index < 0 || index >= this.outputEls.length) this.dirty.outputs = true;
+        else (this.dirty.outputs instanceof Set ? this.dirty.outputs : (this.dirty.outputs = new Set())).add(index);
+      }
     }
     if (!this.frame) this.frame = requestAnimationFrame(this.flush);
   };
@@ -209,7 +245,8 @@ export class CellView {
     this.frame = 0;
     if (!this.mounted) return;
     if (this.dirty.state) this.renderState();
-    if (this.dirty.outputs) this.renderOutputs();
+    if (this.dirty.outputs instanceof Set) for (const i of this.dirty.outputs) this.renderOutput(i);
+    else if (this.dirty.outputs) this.renderOutputs();
     if (this.dirty.markdown && this.rendered) this.renderMarkdown();
     this.dirty = { outputs: false, state: false, markdown: false };
   };
@@ -223,9 +260,10 @@ export class CellView {
     if (showRendered) {
       this.editor?.destroy();
       this.editor = null;
-      this.rendered = h("div", { class: "cell-rendered markdown", ondblclick: () => { this.edit(); } });
+      const kept = this.renderedFrom?.key === this.markdownKey() ? this.renderedFrom.el : null;
+      this.rendered = kept ?? h("div", { class: "cell-rendered markdown", ondblclick: () => { this.edit(); } });
       replace(this.body, this.rendered);
-      this.renderMarkdown();
+      if (!kept) this.renderMarkdown();
       return;
     }
     this.rendered = null;
@@ -246,13 +284,11 @@ export class CellView {
             { key: "ArrowUp", run: (v) => atEdge(v, "start") && key("up")() },
             { key: "ArrowDown", run: (v) => atEdge(v, "end") && key("down")() },
           ])),
-          drawSelection(), indentOnInput(), bracketMatching(), closeBrackets(),
-          keymap.of([...yUndoManagerKeymap, ...defaultKeymap, indentWithTab]),
-          syntaxHighlighting(highlight), editorTheme, cellTheme, EditorView.lineWrapping, language,
+          shared, language,
           EditorView.contentAttributes.of({ "aria-label": `${this.type} cell` }),
           EditorState.readOnly.of(!this.host.writable()),
           EditorView.domEventHandlers({ focus: () => { this.host.focused(this); return false; } }),
-          yCollab(ysource, this.host.awareness, { undoManager: new Y.UndoManager(ysource) }),
+          yCollab(ysource, this.host.awareness(ysource), { undoManager: (this.undo ??= new Y.UndoManager(ysource)) }),
         ],
       }),
     });
@@ -284,12 +320,23 @@ export class CellView {
     return this.editor?.hasFocus ?? false;
   }
 
+  private attachments(): Attachments | undefined {
+    const attachments = (this.cell.ymodel.get("attachments") ?? undefined) as Attachments | Y.Map<unknown> | undefined;
+    return attachments instanceof Y.Map ? (attachments.toJSON() as Attachments) : attachments;
+  }
+
+  private markdownKey(): string {
+    const attachments = this.attachments();
+    return attachments ? JSON.stringify([this.cell.ysource.toString(), attachments]) : this.cell.ysource.toString();
+  }
+
   private renderMarkdown(): void {
     if (!this.rendered) return;
     const source = this.cell.ysource.toString();
-    const attachments = (this.cell.ymodel.get("attachments") ?? undefined) as Attachments | undefined;
+    const attachments = this.attachments();
     if (!source.trim()) replace(this.rendered, h("p", { class: "muted cell-empty" }, "Empty markdown cell — double-click or press Enter to edit"));
-    else replace(this.rendered, markdownWithMath(source, this.host.projectId, this.host.path, attachments instanceof Y.Map ? (attachments.toJSON() as Attachments) : attachments));
+    else replace(this.rendered, markdownWithMath(source, this.host.projectId, this.host.path, attachments));
+    this.renderedFrom = { key: this.markdownKey(), el: this.rendered };
   }
 
   // -- state and outputs -----------------------------------------------------------------
@@ -330,17 +377,34 @@ export class CellView {
     if (!this.outputs || this.type !== "code") return;
     const youts = this.cell.ymodel.get("outputs") as Y.Array<unknown> | undefined;
     const list = (youts?.toJSON() ?? []) as Output[];
+    this.outputEls = list.map((out, i) => this.outputElement(out, i));
+    replace(this.outputs, this.outputEls);
+    this.el.classList.toggle("has-outputs", list.length > 0);
+  }
+
+  /** The output at `index` again, alone (the others are unchanged). */
+  private renderOutput(index: number): void {
+    const youts = this.cell.ymodel.get("outputs") as Y.Array<unknown> | undefined;
+    const old = this.outputEls[index];
+    if (!this.outputs || !old || !youts || index >= youts.length) { this.renderOutputs(); return; }
+    const item = youts.get(index) as unknown;
+    const out = (item instanceof Y.AbstractType ? item.toJSON() : item) as Output;
+    const el = this.outputElement(out, index);
+    old.replaceWith(el);
+    this.outputEls[index] = el;
+  }
+
+  private outputElement(out: Output, index: number): HTMLElement {
     const ctx: OutputContext = {
       projectId: this.host.projectId,
       path: this.host.path,
       expanded: this.expanded,
-      onExpand: (i) => { this.expanded.add(i); this.renderOutputs(); },
+      onExpand: (i) => { this.expanded.add(i); this.renderOutput(i); },
     };
     const count = this.cell.ymodel.get("execution_count") as number | null | undefined;
-    replace(this.outputs, list.map((out, i) => h("div", { class: `output output-${out.output_type}` },
+    return h("div", { class: `output output-${out.output_type}` },
       h("div", { class: "output-prompt" }, out.output_type === "execute_result" && count != null ? `[${count}]:` : ""),
-      renderOutput(out, i, ctx))));
-    this.el.classList.toggle("has-outputs", list.length > 0);
+      renderOutput(out, index, ctx));
   }
 
   renderStdin(): void {
@@ -374,9 +438,10 @@ function atEdge(view: EditorView, edge: "start" | "end"): boolean {
   return edge === "start" ? line.number === 1 : line.number === view.state.doc.lines;
 }
 
-function isInside(t: Y.AbstractType<unknown>, ancestor: Y.AbstractType<unknown>): boolean {
-  for (let p = t.parent; p; p = p.parent) if (p === ancestor) return true;
-  return false;
+/** The child of `ancestor` that `t` is, or is inside of. */
+function childOf(t: Y.AbstractType<unknown>, ancestor: Y.AbstractType<unknown>): Y.AbstractType<unknown> | null {
+  for (let c: Y.AbstractType<unknown> | null = t; c; c = c.parent as Y.AbstractType<unknown> | null) if (c.parent === ancestor) return c;
+  return null;
 }
 
 function ordinal(n: number): string {

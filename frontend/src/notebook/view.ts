@@ -12,12 +12,12 @@ import type { DocView } from "../editors/open";
 import { watchPresence } from "../editors/presence";
 import { openShared } from "../editors/yjs";
 import { type CellHost, CellView, type InputRequest, type RunRecord } from "./cell";
+import { CursorRouter } from "./cursors";
+import { CellWindow } from "./window";
 
 type CellJSON = Record<string, unknown> & { cell_type: string };
 type Mode = "command" | "edit";
 
-// Cells this far (px) beyond the viewport are mounted; further ones keep only their height.
-const MOUNT_MARGIN = 1200;
 // Two presses of D, I or 0 in a row, within this many ms, make the command.
 const DOUBLE_PRESS_MS = 1500;
 
@@ -34,7 +34,16 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   const shared = openShared(projectId, path, model.ydoc);
   const kernelMap = model.ydoc.getMap("kernel") as Y.Map<unknown>;
   const views: CellView[] = [];
-  const byModel = new WeakMap<Y.Map<unknown>, CellView>();
+  // Where a cell is, by id (presence, follow mode, the runs panel): built when asked,
+  // dropped when cells come or go.
+  let placeById: Map<string, number> | null = null;
+  const placeOf = (id: string): number | undefined => {
+    if (!placeById) {
+      placeById = new Map();
+      for (let i = 0; i < views.length; i++) if (!placeById.has(views[i]!.id)) placeById.set(views[i]!.id, i);
+    }
+    return placeById.get(id);
+  };
   let active: CellView | null = null;
   let anchor: CellView | null = null;
   let mode: Mode = "command";
@@ -111,8 +120,8 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     following: () => following?.id ?? null,
     detail: (state) => {
       const id = cellOf(state);
-      const i = id ? views.findIndex((v) => v.id === id) : -1;
-      return i >= 0 ? `in cell ${i + 1}` : "";
+      const i = id ? placeOf(id) : undefined;
+      return i !== undefined ? `in cell ${i + 1}` : "";
     },
   });
   const followedCell = (): string | null => {
@@ -128,10 +137,11 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     if (!following) return;
     const cell = followedCell();
     if (!cell || cell === following.cell) return;
-    const view = views.find((v) => v.id === cell);
+    const i = placeOf(cell);
+    const view = i === undefined ? undefined : views[i];
     if (!view) return;
     following.cell = cell;
-    view.mount();
+    cells.mount(view);
     const box = view.el.getBoundingClientRect();
     const port = scroller.getBoundingClientRect();
     scroller.scrollTop += box.top - port.top - Math.max(16, (port.height - box.height) / 3);
@@ -158,10 +168,11 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   // -- cells ---------------------------------------------------------------------------
 
   let languages: CellHost["languages"] | null = null;
+  const cursors = new CursorRouter(shared.provider.awareness);
   const cellHost: Omit<CellHost, "languages"> = {
     projectId,
     path,
-    awareness: shared.provider.awareness,
+    awareness: (text) => cursors.forText(text),
     focused: (cell) => { select(cell, false); setMode("edit"); },
     editorKey: (cell, key) => {
       if (key === "escape") { cell.blur(false); setMode("command"); return; }
@@ -173,12 +184,11 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       void run([cell], key === "run" ? "next" : key === "run-stay" ? "stay" : "insert");
     },
     queuePlace: (cell) => {
-      let place = 0;
-      for (const v of views) {
-        if (v.state === "queued") place++;
-        if (v === cell) return place || null;
+      if (!places) {
+        places = new Map();
+        for (const v of views) if (v.state === "queued") places.set(v, places.size + 1);
       }
-      return null;
+      return places.get(cell) ?? null;
     },
     input: () => (kernelMap.get("input") as InputRequest | undefined) ?? null,
     lastRun: (cell) => lastRun.get(cell.id) ?? null,
@@ -188,28 +198,28 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     },
   };
 
-  const observer = new IntersectionObserver((entries) => {
-    for (const e of entries) {
-      const view = (e.target as HTMLElement & { cellView?: CellView }).cellView;
-      if (!view || !languages) continue;
-      if (e.isIntersecting) view.mount();
-      else if (view !== active || mode !== "edit") view.unmount();
-    }
-  }, { root: scroller, rootMargin: `${MOUNT_MARGIN}px 0px` });
+  // Only cells near the viewport are mounted; the one being edited stays.
+  const cells = new CellWindow(scroller, list, views, (v) => v === active && mode === "edit");
+  // Queue places (1 = next) of the queued cells, computed once per change of any cell's state.
+  let places: Map<CellView, number> | null = null;
 
   const makeView = (cell: YCellType): CellView => {
     const view = new CellView(cell, { ...cellHost, languages: languages! });
     (view.el as HTMLElement & { cellView?: CellView }).cellView = view;
-    view.el.addEventListener("mousedown", (e) => {
-      if ((e.target as HTMLElement).closest(".cm-editor, input, button, a, details")) return;
-      select(view, e.shiftKey);
-      if (mode === "edit") setMode("command");
-      // Focus after the click lands, so that the list (not the clicked text) takes the keys.
-      setTimeout(() => { if (mode === "command") list.focus({ preventScroll: true }); });
-    });
-    byModel.set(cell.ymodel as unknown as Y.Map<unknown>, view);
     return view;
   };
+  // One listener for every cell's clicks (the cell is the list's child the click is in).
+  list.addEventListener("mousedown", (e) => {
+    let el = e.target as HTMLElement | null;
+    if (!el || el.closest(".cm-editor, input, button, a, details")) return;
+    while (el && el.parentElement !== list) el = el.parentElement;
+    const view = (el as (HTMLElement & { cellView?: CellView }) | null)?.cellView;
+    if (!view) return;
+    select(view, e.shiftKey);
+    if (mode === "edit") setMode("command");
+    // Focus after the click lands, so that the list (not the clicked text) takes the keys.
+    setTimeout(() => { if (mode === "command") list.focus({ preventScroll: true }); });
+  });
 
   const applyDelta = (delta: { insert?: ISharedCell[]; delete?: number; retain?: number }[]) => {
     let index = 0;
@@ -218,7 +228,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       if (d.retain) index += d.retain;
       else if (d.delete) {
         for (const v of views.splice(index, d.delete)) {
-          observer.unobserve(v.el);
+          cells.forget(v);
           v.destroy();
           if (v === active) { active = null; lost = index; }
           if (v === anchor) anchor = null;
@@ -226,18 +236,26 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       } else if (d.insert) {
         const made = (d.insert as YCellType[]).map(makeView);
         const before = views[index]?.el ?? empty;
-        for (const v of made) { list.insertBefore(v.el, before); observer.observe(v.el); }
+        const batch = document.createDocumentFragment();
+        for (const v of made) batch.append(v.el);
+        list.insertBefore(batch, before);
         views.splice(index, 0, ...made);
         index += made.length;
       }
     }
+    placeById = null;
     empty.hidden = views.length > 0 || !shared.provider.synced;
     if (!active && views.length) select(views[lost >= 0 ? Math.min(lost, views.length - 1) : 0]!, false);
     refreshQueue();
+    cells.schedule();
   };
 
   const onChanged = (_: unknown, change: { cellsChange?: { insert?: ISharedCell[]; delete?: number; retain?: number }[] }) => {
-    if (change.cellsChange && languages) applyDelta(change.cellsChange);
+    if (!change.cellsChange || !languages) return;
+    const first = views.length === 0;
+    applyDelta(change.cellsChange);
+    // The notebook's content arrived: its first screen is mounted in this task, not a frame later.
+    if (first) cells.update();
   };
 
   // Queue places and input prompts concern several cells: one observer on the cells array
@@ -248,9 +266,12 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       if (e.target.parent === ycells && (e as Y.YMapEvent<unknown>).keysChanged?.has("execution_state")) { refreshQueue(); return; }
     }
   };
-  const refreshQueue = () => { for (const v of views) if (v.mounted && v.state === "queued") v.renderState(); };
+  const refreshQueue = () => {
+    places = null;
+    for (const v of cells.mounted) if (v.state === "queued") v.renderState();
+  };
   const onKernel = () => {
-    for (const v of views) if (v.mounted) v.renderStdin();
+    for (const v of cells.mounted) v.renderStdin();
     renderKernel();
   };
 
@@ -264,12 +285,19 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     return views.slice(Math.min(a, b), Math.max(a, b) + 1);
   };
 
+  // The cells marked active and selected now: a change of selection touches those and the
+  // new ones, not every cell.
+  let painted: { active: CellView | null; selected: Set<CellView> } = { active: null, selected: new Set() };
   const paint = () => {
-    const selected = new Set(selection());
-    for (const v of views) {
-      v.el.classList.toggle("active", v === active);
-      v.el.classList.toggle("selected", selected.has(v) && selected.size > 1);
+    const range = selection();
+    const selected = new Set(range.length > 1 ? range : []);
+    if (painted.active !== active) {
+      painted.active?.el.classList.remove("active");
+      active?.el.classList.add("active");
     }
+    for (const v of painted.selected) if (!selected.has(v)) v.el.classList.remove("selected");
+    for (const v of selected) v.el.classList.add("selected");
+    painted = { active, selected };
     if (active) typeSelect.value = active.type;
   };
 
@@ -288,7 +316,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
   }
 
   const reveal = (view: CellView) => {
-    view.mount();
+    cells.mount(view);
     const box = view.el.getBoundingClientRect();
     const port = scroller.getBoundingClientRect();
     if (box.top < port.top) scroller.scrollTop += box.top - port.top - 16;
@@ -508,7 +536,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
         if (session) items.push(h("li", { class: "nb-runs-session muted small" }, "earlier kernel session"));
         session = r.session;
       }
-      const index = views.findIndex((v) => v.id === r.cell_id);
+      const index = placeOf(r.cell_id) ?? -1;
       const first = r.source.split("\n", 1)[0] ?? "";
       items.push(h("li", {},
         h("button", {
@@ -530,11 +558,11 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     lastRun.clear();
     for (const r of runs) lastRun.set(r.cell_id, r);
     // Only the cells whose newest run changed are rendered again.
-    for (const v of views) if (v.mounted && before.get(v.id) !== lastRun.get(v.id)) v.renderRunBy();
+    for (const v of cells.mounted) if (before.get(v.id) !== lastRun.get(v.id)) v.renderRunBy();
     renderRuns();
   });
   // "2 min ago" moves on.
-  const ageTimer = window.setInterval(() => { for (const v of views) if (v.mounted) v.renderRunBy(); renderRuns(); }, 30_000);
+  const ageTimer = window.setInterval(() => { for (const v of cells.mounted) v.renderRunBy(); renderRuns(); }, 30_000);
 
   // -- my role ----------------------------------------------------------------------------
 
@@ -545,7 +573,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     viewOnly.hidden = !value;
     empty.querySelector(".btn-group")?.toggleAttribute("hidden", value);
     list.dataset.readonly = String(value);
-    for (const v of views) v.resetEditor();
+    for (const v of cells.mounted) v.resetEditor();
     renderKernel();
   };
   const roleFeed: Feed = liveRows(client, { collaborators: [{ project_id: projectId, account_id: session().account.account_id, role: null }] }, (r) => String(r.account_id), (rows) => {
@@ -607,6 +635,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     if (destroyed) return;
     languages = { python, markdown };
     applyDelta([{ insert: model.cells }]);
+    cells.update();
     model.changed.connect(onChanged);
     ycells.observeDeep(onCells);
     kernelMap.observe(onKernel);
@@ -627,7 +656,8 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       clearInterval(ageTimer);
       stopPresence();
       shared.provider.awareness.off("change", track);
-      observer.disconnect();
+      cells.destroy();
+      cursors.destroy();
       model.changed.disconnect(onChanged);
       ycells.unobserveDeep(onCells);
       kernelMap.unobserve(onKernel);
