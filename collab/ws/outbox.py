@@ -85,7 +85,9 @@ class Outbox:
         """Wait while the queue is over half full, so that a long stream (a replay) is
         paced by the client instead of overflowing."""
         limit = max(1, self._queue.maxsize // 2)
-        while self._queue.qsize() >= limit and not self.closed.is_set():  # noqa: ASYNC110
+        # What waits for the end of this tick counts too: a replay is paced by the
+        # client's socket whether its messages queue or are collected in `_soon`.
+        while self._queue.qsize() + len(self._soon or ()) >= limit and not self.closed.is_set():  # noqa: ASYNC110
             await asyncio.sleep(0.005)
 
     def close(self, code: int, reason: str = "", drop: bool = False) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,16 +54,7 @@ def test_without_root_a_user_namespace_gives_the_same_view() -> None:
         os.setgid(65534)
         os.setuid(65534)
 
-    done = subprocess.run(
-        jail.command(["/bin/sh", "-c", script]),
-        env=jail.environment(),
-        preexec_fn=become_nobody,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd="/",
-    )
+    done = _run(jail, jail.command(["/bin/sh", "-c", script]), preexec_fn=become_nobody)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "mine"
@@ -108,15 +100,7 @@ def test_the_command_line_itself_enters_the_cgroups_and_limits_without_a_preexec
             cgroups=tuple(dirs), open_files=77, file_size=123 * 1024, python_paths=(),
         )  # fmt: skip
         script = "cat /proc/self/cgroup; echo; ulimit -n; ulimit -f; ulimit -v; id -u"
-        done = subprocess.run(
-            jail.command(["/bin/sh", "-c", script], address_space=512 * 1024 * 1024),
-            env=jail.environment(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd="/",
-        )
+        done = _run(jail, jail.command(["/bin/sh", "-c", script], address_space=512 * 1024 * 1024))
         assert done.returncode == 0, done.stderr
         groups, limits = done.stdout.split("\n\n")
         # bwrap's cgroup namespace shows the project's cgroup as the root; the host's
@@ -144,18 +128,18 @@ def test_the_command_line_itself_enters_the_cgroups_and_limits_without_a_preexec
         cgroups=(tmp_path / "no-such-cgroup",), python_paths=(),
     )  # fmt: skip
     marker = tmp_path / "ran"
-    done = subprocess.run(
-        gone.command(["/bin/sh", "-c", "touch /home/user/ran"]),
-        env=gone.environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd="/",
-    )
+    done = _run(gone, gone.command(["/bin/sh", "-c", "touch /home/user/ran"]))
     assert done.returncode == 126, done
     assert "cgroup.procs" in done.stderr
     assert not marker.exists()
+
+
+def _run(jail: Jail, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """argv (a jail's command) run from / in the jail's environment, its output kept."""
+    return subprocess.run(
+        argv, env=jail.environment(), capture_output=True, text=True, timeout=60,
+        check=False, cwd="/", **kwargs,
+    )  # fmt: skip
 
 
 def _procs(path: Path) -> list[str]:
