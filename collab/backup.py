@@ -5,6 +5,7 @@ from it elsewhere with every session still valid. The file is secret material (0
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -115,7 +116,12 @@ def _add_entry(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str) -> No
         tar.addfile(info)
     elif stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink(name, dir_fd=dir_fd)
+        try:
+            info.linkname = os.readlink(name, dir_fd=dir_fd)
+        except OSError as err:
+            if err.errno == errno.EINVAL:
+                return  # no longer a link (swapped back meanwhile): the next backup takes it
+            raise
         tar.addfile(info)
     elif stat.S_ISREG(st.st_mode):
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
