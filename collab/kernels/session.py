@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +124,7 @@ class KernelSession:
             self._queue.append((cell_id, execution_id))
             self.writer.set_state(cell_id, QUEUED)
             self._report("queued", execution_id, cell_id=cell_id, **(requester or {}))
+        self._publish_queue(added=queued)
         self.last_activity = time.monotonic()
         self._wake.set()
         return queued
@@ -200,6 +201,7 @@ class KernelSession:
                 self._wake.clear()
                 await self._wake.wait()
             cell_id, execution_id = self._queue.popleft()
+            self._publish_queue(started=cell_id)
             self._active = cell_id
             try:
                 ok = await self._run_cell(cell_id, execution_id)
@@ -278,6 +280,29 @@ class KernelSession:
             cell_id, execution_id = self._queue.popleft()
             self.writer.set_state(cell_id, NOT_RUN)
             self._report("finished", execution_id, status="aborted", error="not run")
+        self._publish_queue()
+
+    def _publish_queue(self, added: Sequence[str] = (), started: str | None = None) -> None:
+        """The kernel's queue in the document (`kernel.queue`, cell ids, next first), so
+        every browser shows each queued cell's real place: the order runs were asked for,
+        not the cells' order on the page. Kept as an array edited in place (an append per
+        run asked for, a delete per run started) rather than rewritten, so "run all" on a
+        long notebook costs the document O(cells), not O(cells²)."""
+        state = self.doc.get("kernel", type=Map)
+        current = state.get("queue")
+        with self.doc.transaction():
+            if not isinstance(current, Array):
+                state["queue"] = Array(self.queued)
+                return
+            if started is not None and len(current) and current[0] == started:
+                del current[0]
+            if added:
+                current.extend(list(added))
+            if len(current) != len(self._queue) or (
+                len(current) and current[0] != self._queue[0][0]
+            ):
+                current.clear()  # out of step (not expected): say what is true
+                current.extend(self.queued)
 
     def _report(self, kind: str, execution_id: str, **fields: Any) -> None:
         if self._on_execution is None or not execution_id:
@@ -373,6 +398,7 @@ class KernelSession:
                 if isinstance(ycell, Map) and ycell.get("execution_state") in (QUEUED, "running"):
                     ycell["execution_state"] = NOT_RUN
             self._publish(status=STOPPED, input=None)
+            self._publish_queue()
 
     def _set_status(self, status: str) -> None:
         if status == self.status:

@@ -231,6 +231,37 @@ async def test_run_all_stops_at_an_error_interrupt_and_input_from_another_person
     assert a.errors == [] and g.errors == []  # type: ignore[attr-defined]
 
 
+async def test_everyone_sees_the_queue_in_the_order_runs_were_asked_for(
+    server: Served, browser: Browser
+) -> None:
+    """Ada asks for the last cell, then the first: Grace sees the last one "queued · 1st"
+    and the first "queued · 2nd" (the kernel's order, not the page's), each moving up as
+    the runs ahead of it start."""
+    nb = notebook(
+        ("code", "print('one')"),
+        ("code", "import time\ntime.sleep(3)"),
+        ("code", "print('three')"),
+    )
+    _, _, pid, a, g = await two_people(server, browser, {"queue.ipynb": nb})
+    await open_notebook(a, pid, "queue.ipynb")
+    await open_notebook(g, pid, "queue.ipynb")
+    for n in (1, 2, 0):
+        await cell(a, n).locator(".cell-gutter").click()
+        await a.keyboard.press("Control+Enter")
+    await expect(cell(g, 1)).to_have_attribute("data-state", "running")
+    await expect(cell(g, 2).locator(".cell-status")).to_have_text("queued · 1st")
+    await expect(cell(g, 0).locator(".cell-status")).to_have_text("queued · 2nd")
+    await expect(cell(a, 0).locator(".cell-status")).to_have_text("queued · 2nd")
+    for page in (a, g):
+        await expect(cell(page, 0).locator(".output")).to_have_text("one", timeout=30000)
+        await expect(cell(page, 2).locator(".output")).to_have_text("three")
+        await expect(cell(page, 0)).to_have_attribute("data-state", "idle")
+    counts = [await cell(g, n).locator(".cell-prompt").inner_text() for n in range(3)]
+    assert counts == ["[3]", "[1]", "[2]"], counts
+    await shut_kernel(server, pid, "queue.ipynb")
+    assert a.errors == [] and g.errors == []  # type: ignore[attr-defined]
+
+
 async def test_command_mode_shortcuts_change_the_document(server: Served, browser: Browser) -> None:
     ada = await make_user(server, "ada@example.com", "Ada Lovelace")
     grace = await make_user(server, "grace@example.com", "Grace Hopper")

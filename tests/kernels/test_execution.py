@@ -93,3 +93,42 @@ async def test_an_error_drops_the_queued_cells_as_not_run(server, user, rooms, p
         status = await ws.call("kernel.status", {"project_id": str(project), "path": "d.ipynb"})
         assert status["result"]["queued"] == []
         await asyncio.sleep(0)
+
+
+async def test_the_queue_in_the_document_is_the_order_runs_were_asked_for(
+    server, user, rooms, project
+):
+    """Every browser shows a queued cell's real place: cells run in the order they were
+    asked for (here the last cell first), and the document's `kernel.queue` says so."""
+    nb = notebook(
+        [
+            ("gate", "import time\ntime.sleep(1.5)"),
+            ("a", "print('a')"),
+            ("b", "print('b')"),
+            ("c", "time.sleep(1)\nprint('c')"),
+            ("boom", "raise ValueError('stop')"),
+            ("never", "print('never')"),
+        ]
+    )
+    doc = await put_notebook(rooms, project, "q.ipynb", nb)
+    theirs = viewer(doc)
+    args = {"project_id": str(project), "path": "q.ipynb"}
+    async with ws_connect(server, user.key) as ws:
+        await ws.call("kernel.execute", {**args, "cell_ids": ["gate"]})
+        await wait_for(lambda: states(theirs)["gate"] == "running", what="gate running")
+        for cell_id in ("c", "a", "b"):
+            await ws.call("kernel.execute", {**args, "cell_ids": [cell_id]})
+        assert kernel_state(theirs)["queue"] == ["c", "a", "b"]
+        status = await ws.call("kernel.status", args)
+        assert status["result"]["queued"] == ["c", "a", "b"]
+        # Each run started leaves the queue's head; the rest keep their order.
+        await wait_for(lambda: kernel_state(theirs)["queue"] == ["a", "b"], what="c started")
+        assert states(theirs)["a"] == "queued"
+        await wait_for(lambda: states(theirs)["b"] == IDLE, what="b ran")
+        assert kernel_state(theirs)["queue"] == []
+        # An error drops what was queued behind it, and the queue says so at once.
+        await ws.call("kernel.execute", {**args, "cell_ids": ["gate", "boom", "never", "a"]})
+        assert kernel_state(theirs)["queue"] == ["boom", "never", "a"]
+        await wait_for(lambda: states(theirs)["never"] == NOT_RUN, what="never dropped")
+        assert kernel_state(theirs)["queue"] == []
+        assert text_of(cells(theirs)["a"]) == "a\n"  # its earlier run's output stays

@@ -185,10 +185,17 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     },
     queuePlace: (cell) => {
       if (!places) {
+        // The server's queue (kernel.queue, next first) is the order runs were asked for;
+        // a document from before it existed falls back to the cells' order on the page.
         places = new Map();
-        for (const v of views) if (v.state === "queued") places.set(v, places.size + 1);
+        const queue = kernelMap.get("queue") as Y.Array<string> | undefined;
+        if (typeof queue?.toArray === "function") {
+          queue.toArray().forEach((id) => { if (!places!.has(id)) places!.set(id, places!.size + 1); });
+        } else {
+          for (const v of views) if (v.state === "queued" && !places.has(v.id)) places.set(v.id, places.size + 1);
+        }
       }
-      return places.get(cell) ?? null;
+      return places.get(cell.id) ?? null;
     },
     input: () => (kernelMap.get("input") as InputRequest | undefined) ?? null,
     lastRun: (cell) => lastRun.get(cell.id) ?? null,
@@ -200,8 +207,9 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
 
   // Only cells near the viewport are mounted; the one being edited stays.
   const cells = new CellWindow(scroller, list, views, (v) => v === active && mode === "edit");
-  // Queue places (1 = next) of the queued cells, computed once per change of any cell's state.
-  let places: Map<CellView, number> | null = null;
+  // Queue places (1 = next) of the queued cells, computed once per change of the queue or of
+  // any cell's state.
+  let places: Map<string, number> | null = null;
 
   const makeView = (cell: YCellType): CellView => {
     const view = new CellView(cell, { ...cellHost, languages: languages! });
@@ -270,9 +278,12 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     places = null;
     for (const v of cells.mounted) if (v.state === "queued") v.renderState();
   };
-  const onKernel = () => {
-    for (const v of cells.mounted) v.renderStdin();
-    renderKernel();
+  const onKernel = (events: Y.YEvent<Y.AbstractType<unknown>>[]) => {
+    if (events.some((e) => e.target !== kernelMap || (e as Y.YMapEvent<unknown>).keysChanged.has("queue"))) refreshQueue();
+    if (events.some((e) => e.target === kernelMap)) {
+      for (const v of cells.mounted) v.renderStdin();
+      renderKernel();
+    }
   };
 
   // -- selection and modes ---------------------------------------------------------------
@@ -638,7 +649,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
     cells.update();
     model.changed.connect(onChanged);
     ycells.observeDeep(onCells);
-    kernelMap.observe(onKernel);
+    kernelMap.observeDeep(onKernel);
     model.metadataChanged.connect(renderKernel);
     renderKernel();
     const onSync = (synced: boolean) => { if (synced) { empty.hidden = views.length > 0; renderKernel(); } };
@@ -660,7 +671,7 @@ export function openNotebook(host: HTMLElement, projectId: string, path: string)
       cursors.destroy();
       model.changed.disconnect(onChanged);
       ycells.unobserveDeep(onCells);
-      kernelMap.unobserve(onKernel);
+      kernelMap.unobserveDeep(onKernel);
       model.metadataChanged.disconnect(renderKernel);
       for (const v of views) v.destroy();
       shared.destroy();
