@@ -675,7 +675,46 @@ async def test_a_viewer_sees_the_notebook_live_but_cannot_type_or_run(
     await expect(a.locator(".nb-cells .cell")).to_have_count(2)
     await expect(cell(g, 0).locator(".cell-prompt")).to_have_text("[ ]")
     assert server.services.extra["kernels"].get(UUID(pid), "nb.ipynb") is None
+    # The project around the notebook offers a viewer nothing to change either.
+    changes = ("Rename project", "New file", "New notebook", "Upload files")
+    row_actions = ("Rename nb.ipynb", "Delete nb.ipynb")  # shown on hover
+    await expect(g.get_by_test_id("viewer")).to_be_visible()
+    await expect(g.get_by_role("button", name=re.compile(r"^(Start|Stop|Restart) "))).to_have_count(
+        0
+    )
+    for label in changes:
+        await expect(g.get_by_label(label, exact=True)).to_be_hidden()
+        await expect(a.get_by_label(label, exact=True)).to_be_visible()
+    for label in row_actions:
+        await expect(g.get_by_label(label, exact=True)).to_have_count(0)
+        await expect(a.get_by_label(label, exact=True)).to_have_count(1)
+    await expect(g.get_by_label("Download nb.ipynb", exact=True)).to_have_count(1)
+    await expect(g.get_by_role("button", name="People")).to_be_visible()
+    await expect(a.get_by_test_id("viewer")).to_have_count(0)
     await shoot(g, "notebook-viewer")
+    await g.goto("/projects")
+    row = g.locator("tr[data-project]")
+    await expect(row.get_by_test_id("viewer")).to_be_visible()
+    await expect(row.get_by_role("button")).to_have_count(0)
+
+    # Made a collaborator while the page is open: everything is offered at once.
+    await open_notebook(g, pid, "nb.ipynb")
+    async with ws_connect(server, ada.key) as ws:
+        answer = await ws.call(
+            "project.set_role",
+            {"project_id": pid, "account_id": grace.account_id, "role": "collaborator"},
+        )
+        assert answer["result"]["role"] == "collaborator", answer
+    await expect(g.get_by_test_id("run")).to_be_visible()
+    await expect(g.get_by_test_id("viewer")).to_have_count(0)
+    for label in changes:
+        await expect(g.get_by_label(label, exact=True)).to_be_visible()
+    for label in row_actions:
+        await expect(g.get_by_label(label, exact=True)).to_have_count(1)
+    await cell(g, 0).locator(".cm-content").click()
+    await g.keyboard.press("End")
+    await g.keyboard.type("  # Grace")
+    await shows_source(a, 0, "x = 1 + 1  # Grace")
 
 
 async def test_the_kernel_picker_changes_the_kernelspec_and_restarts(

@@ -9,7 +9,7 @@ import { avatar, confirm, formatBytes, h, icon, prompt, replace, toast } from ".
 import { shell } from "../ui/shell";
 import { type DocView, openDocument } from "../editors/open";
 import { ACCESS_LOST, DOC_RELOCATED, type DocRelocated } from "../editors/relocated";
-import { lifecycleButtons, PROJECT_FIELDS, renameProject, stateBadge } from "./projects";
+import { lifecycleButtons, PROJECT_FIELDS, renameProject, stateBadge, viewOnlyBadge } from "./projects";
 import { joinProject, type Online, onlineFeed, onlineLabel } from "./presence";
 import { sharePanel } from "./share";
 
@@ -43,6 +43,11 @@ export class ProjectScreen {
   private onlineEl = h("div", { class: "online-people", role: "list", "aria-label": "Online now" });
   private leave: () => void = () => undefined;
   private selectedDir = "";
+  // A viewer sees everything live and changes nothing: the server refuses its writes, and
+  // the page offers none (no new files, uploads, renames, deletes, starts or stops).
+  private viewer = false;
+  private fileActions: HTMLElement;
+  private dropHint: HTMLElement;
 
   constructor(readonly projectId: string, path: string | null) {
     const { client } = session();
@@ -51,7 +56,7 @@ export class ProjectScreen {
     const sidebar = h("aside", { class: "sidebar", "aria-label": "Project files" },
       h("div", { class: "sidebar-head" },
         h("span", { class: "sidebar-title" }, "Files"),
-        h("div", { class: "btn-group" },
+        this.fileActions = h("div", { class: "btn-group" },
           h("button", { class: "btn btn-icon btn-sm", title: "New file", "aria-label": "New file", onclick: () => this.create("file") }, icon("file", 15)),
           h("button", { class: "btn btn-icon btn-sm", title: "New notebook", "aria-label": "New notebook", onclick: () => this.create("notebook") }, icon("notebook", 15)),
           h("button", { class: "btn btn-icon btn-sm", title: "New terminal", "aria-label": "New terminal", onclick: () => this.create("terminal") }, icon("terminal", 15)),
@@ -59,13 +64,13 @@ export class ProjectScreen {
           h("button", { class: "btn btn-icon btn-sm", title: "Upload files", "aria-label": "Upload files", onclick: () => fileInput.click() }, icon("upload", 15)),
           fileInput)),
       this.tree,
-      h("p", { class: "drop-hint muted small" }, "Drop files here to upload"));
-    sidebar.addEventListener("dragover", (e) => { e.preventDefault(); sidebar.classList.add("dropping"); });
+      this.dropHint = h("p", { class: "drop-hint muted small" }, "Drop files here to upload"));
+    sidebar.addEventListener("dragover", (e) => { e.preventDefault(); if (!this.viewer) sidebar.classList.add("dropping"); });
     sidebar.addEventListener("dragleave", () => sidebar.classList.remove("dropping"));
     sidebar.addEventListener("drop", (e) => {
       e.preventDefault();
       sidebar.classList.remove("dropping");
-      void this.uploadFiles([...(e.dataTransfer?.files ?? [])]);
+      if (!this.viewer) void this.uploadFiles([...(e.dataTransfer?.files ?? [])]);
     });
     const body = h("div", { class: "project" }, this.header, h("div", { class: "project-body" }, sidebar, h("section", { class: "workspace" }, this.tabs, this.pane)));
     this.crumbTitle.href = `/projects/${projectId}`;
@@ -85,9 +90,10 @@ export class ProjectScreen {
       }, (err) => this.refused(err)),
     );
     this.feeds.push(
-      liveRows(client, { collaborators: [{ project_id: projectId, account_id: null, name: null }] }, (r) => String(r.account_id), (rows) => {
+      liveRows(client, { collaborators: [{ project_id: projectId, account_id: null, name: null, role: null }] }, (r) => String(r.account_id), (rows) => {
         this.members = rows;
         this.renderOnline();
+        this.setViewer(rows.get(session().account.account_id)?.role === "viewer");
       }, () => undefined),
       onlineFeed(client, projectId, (online) => {
         this.online = online;
@@ -151,6 +157,18 @@ export class ProjectScreen {
     this.view?.destroy();
   }
 
+  /** The role can change while the page is open (an owner makes a member a viewer). */
+  private setViewer(viewer: boolean): void {
+    if (viewer === this.viewer) return;
+    this.viewer = viewer;
+    this.el.dataset.viewer = String(viewer);
+    this.fileActions.hidden = viewer;
+    this.dropHint.hidden = viewer;
+    this.renderHeader();
+    this.renderTree();
+    if (!this.current) this.show(null);
+  }
+
   private renderHeader(): void {
     const p = this.project;
     if (!p) return;
@@ -160,12 +178,13 @@ export class ProjectScreen {
       h("div", { class: "project-title-row" },
         h("h1", { class: "project-name" }, String(p.title || "Untitled")),
         stateBadge(p),
+        this.viewer ? viewOnlyBadge() : null,
         p.state_error ? h("span", { class: "muted small" }, String(p.state_error)) : null),
       h("div", { class: "btn-group" },
         this.onlineEl,
-        lifecycleButtons(p),
-        h("button", { class: "btn btn-ghost btn-sm", onclick: () => renameProject(p), "aria-label": "Rename project" }, icon("edit", 14), "Rename"),
-        h("button", { class: "btn btn-sm", onclick: () => sharePanel(this.projectId, String(p.title)) }, icon("users", 14), "Share")));
+        this.viewer ? null : lifecycleButtons(p),
+        this.viewer ? null : h("button", { class: "btn btn-ghost btn-sm", onclick: () => renameProject(p), "aria-label": "Rename project" }, icon("edit", 14), "Rename"),
+        h("button", { class: "btn btn-sm", onclick: () => sharePanel(this.projectId, String(p.title)) }, icon("users", 14), this.viewer ? "People" : "Share")));
   }
 
   /** Avatars of the members online now (others first), each with a green dot. */
@@ -205,14 +224,14 @@ export class ProjectScreen {
           label,
           h("span", { class: "tree-meta muted" }, isDir ? "" : formatBytes(e.size)),
           h("span", { class: "tree-actions" },
-            h("button", { class: "btn btn-icon btn-xs", "aria-label": `Rename ${e.path}`, title: "Rename or move", onclick: () => this.rename(e.path) }, icon("edit", 13)),
+            this.viewer ? null : h("button", { class: "btn btn-icon btn-xs", "aria-label": `Rename ${e.path}`, title: "Rename or move", onclick: () => this.rename(e.path) }, icon("edit", 13)),
             isDir ? null : h("a", { class: "btn btn-icon btn-xs", href: downloadUrl(this.projectId, e.path), download: name, "aria-label": `Download ${e.path}`, title: "Download" }, icon("download", 13)),
-            h("button", { class: "btn btn-icon btn-xs", "aria-label": `Delete ${e.path}`, title: "Delete", onclick: () => this.remove(e) }, icon("trash", 13)))));
+            this.viewer ? null : h("button", { class: "btn btn-icon btn-xs", "aria-label": `Delete ${e.path}`, title: "Delete", onclick: () => this.remove(e) }, icon("trash", 13)))));
         if (isDir && open) walk(e.path, depth + 1);
       }
     };
     walk("", 0);
-    if (rows.length === 0) replace(this.tree, h("p", { class: "tree-empty muted small" }, "No files yet. Create one, or drop files here."));
+    if (rows.length === 0) replace(this.tree, h("p", { class: "tree-empty muted small" }, this.viewer ? "No files yet." : "No files yet. Create one, or drop files here."));
     else replace(this.tree, ...rows);
   }
 
@@ -326,8 +345,8 @@ export class ProjectScreen {
       replace(this.pane, h("div", { class: "empty" },
         h("div", { class: "empty-icon" }, icon("file", 28)),
         h("h2", null, "Open a file"),
-        h("p", { class: "muted" }, "Pick a file on the left, or create a notebook, a document or a terminal."),
-        h("div", { class: "btn-group" },
+        h("p", { class: "muted" }, this.viewer ? "Pick a file on the left: you see it live as the others work." : "Pick a file on the left, or create a notebook, a document or a terminal."),
+        this.viewer ? null : h("div", { class: "btn-group" },
           h("button", { class: "btn", onclick: () => this.create("file") }, icon("file", 14), "New file"),
           h("button", { class: "btn", onclick: () => this.create("terminal") }, icon("terminal", 14), "New terminal"))));
       return;

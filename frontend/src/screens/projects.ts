@@ -19,6 +19,11 @@ export function stateBadge(p: Row): HTMLElement {
     h("span", { class: "badge-dot" }), label);
 }
 
+/** A viewer's mark: sees the project live, changes nothing (no start, stop or rename). */
+export function viewOnlyBadge(): HTMLElement {
+  return h("span", { class: "badge badge-viewer", "data-testid": "viewer", title: "You are a viewer in this project: you see everything live but cannot change it" }, icon("eye", 13), "Viewer");
+}
+
 export function lifecycleButtons(p: Row): HTMLElement {
   const { client } = session();
   const act = (action: string) => async (e: Event) => {
@@ -47,6 +52,7 @@ export function projectsScreen(): { el: HTMLElement; cleanup: () => void } {
   const list = h("div", { class: "project-list", "aria-busy": "true" });
   const search = h("input", { class: "input search", type: "search", placeholder: "Filter projects", "aria-label": "Filter projects" });
   let rows = new Map<string, Row>();
+  let viewerOf = new Set<string>();
   const render = () => {
     list.removeAttribute("aria-busy");
     const q = search.value.toLowerCase();
@@ -69,11 +75,18 @@ export function projectsScreen(): { el: HTMLElement; cleanup: () => void } {
         h("td", null, stateBadge(p)),
         h("td", { class: "muted" }, relativeTime(p.last_edited)),
         h("td", { class: "cell-actions", onclick: (e: Event) => e.stopPropagation() },
-          lifecycleButtons(p),
-          h("button", { class: "btn btn-ghost btn-sm", onclick: () => renameProject(p), "aria-label": `Rename ${p.title}` }, icon("edit", 14), "Rename")))))));
+          viewerOf.has(String(p.project_id))
+            ? viewOnlyBadge()
+            : [lifecycleButtons(p),
+               h("button", { class: "btn btn-ghost btn-sm", onclick: () => renameProject(p), "aria-label": `Rename ${p.title}` }, icon("edit", 14), "Rename")]))))));
   };
   search.addEventListener("input", render);
   const feed = liveRows(client, { projects: [PROJECT_FIELDS] }, (r) => String(r.project_id), (r) => { rows = r; render(); });
+  // My role in each project, live: a project where I only look offers no actions.
+  const roles = liveRows(client, { project_users: [{ project_id: null, account_id: session().account.account_id, role: null }] }, (r) => String(r.project_id), (r) => {
+    viewerOf = new Set([...r.values()].filter((m) => m.role === "viewer").map((m) => String(m.project_id)));
+    if (rows.size) render();
+  });
   async function create() {
     const title = await prompt("New project", { label: "Title", placeholder: "e.g. Linear algebra", submit: "Create" });
     if (!title) return;
@@ -92,5 +105,5 @@ export function projectsScreen(): { el: HTMLElement; cleanup: () => void } {
     }
   };
   document.addEventListener("keydown", onKey);
-  return { el: shell(["Projects"], content), cleanup: () => { feed.cancel(); document.removeEventListener("keydown", onKey); } };
+  return { el: shell(["Projects"], content), cleanup: () => { feed.cancel(); roles.cancel(); document.removeEventListener("keydown", onKey); } };
 }
