@@ -7,6 +7,7 @@ limits the machine puts on the server also bound its projects."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -194,10 +195,16 @@ def _enable(base: Path, controllers: list[str]) -> None:
 
 
 def _read(path: Path, name: str) -> str:
+    """The file's text; "" when the cgroup is gone, including one removed between the
+    open and the read (ENODEV: another process released it meanwhile)."""
     try:
         return (path / name).read_text()
     except FileNotFoundError:
         return ""
+    except OSError as error:
+        if error.errno == errno.ENODEV:
+            return ""
+        raise
 
 
 def _write(path: Path, name: str, value: str) -> None:
