@@ -26,6 +26,7 @@ from collab.db.pool import connect
 from collab.services import Services
 from collab.sync import filebase, history, kinds, mirror, paths, relocate
 from collab.sync.awareness import Limits, Presence, Reservations
+from collab.sync.nbfile import NotebookFile
 from collab.sync.protocol import CLOSE_DELETED, CLOSE_MOVED
 from collab.sync.room import DocumentTooLarge, Room
 from collab.sync.store import CHANNEL, UpdateStore
@@ -508,7 +509,11 @@ class RoomManager:
         if room.doc_id in self._unreadable and st is not None:
             return True
         sha_seen, base_bytes = await filebase.read(self.services.pool, room.doc_id)
-        value = kinds.content(room.doc, room.kind)
+        notebook = self._notebook_file(room)
+        # A notebook's value is converted cell by cell (a keystroke costs one cell, not
+        # the whole document on the event loop); nothing awaits between it and `writer`.
+        value = await notebook.content() if notebook else kinds.content(room.doc, room.kind)
+        writer = notebook.writer(value) if notebook else None
         base = (
             None
             if base_bytes is None
@@ -517,7 +522,11 @@ class RoomManager:
         if base is not None and value == base:
             return True  # no change since the file was written or read: never rewrite it
         try:
-            data = await asyncio.to_thread(kinds.encode_file, room.kind, value)
+            if writer is not None and notebook is not None:
+                data = await asyncio.to_thread(writer.run)
+                notebook.keep(writer)
+            else:
+                data = await asyncio.to_thread(kinds.encode_file, room.kind, value)
         except Exception:
             # A document that does not validate is not written over a good file.
             log.exception("document not mirrored", extra={"event": "sync.mirror_invalid"})
@@ -553,6 +562,12 @@ class RoomManager:
             # version, a change from the base it read, is merged now and written next.
             await self._merge_displaced(room, base, displaced)
         return True
+
+    def _notebook_file(self, room: Room) -> NotebookFile | None:
+        # Not made for a room on its way out: Room.stop() closes the one it has.
+        if room.kind == kinds.NOTEBOOK and room.notebook_file is None and not room.closing:
+            room.notebook_file = NotebookFile(room.doc)
+        return room.notebook_file
 
     async def _merge_displaced(self, room: Room, base: Any, data: bytes) -> None:
         kind = room.kind

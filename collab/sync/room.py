@@ -24,6 +24,7 @@ from pycrdt import (
 
 from collab.sync.awareness import Limits, Presence, Reservations
 from collab.sync.client import Client
+from collab.sync.nbfile import NotebookFile
 from collab.sync.protocol import ProtocolError
 from collab.sync.store import UpdateStore
 from collab.ws.wire import Frame
@@ -82,6 +83,8 @@ class Room:
         self.file_stat: tuple[int, int] | None = None
         self.unload_handle: asyncio.TimerHandle | None = None
         self.closing = False
+        # A notebook's file form, kept cell by cell for the mirror (made on first use).
+        self.notebook_file: NotebookFile | None = None
 
     def start(self) -> None:
         """Begin storing and broadcasting changes (after the stored state is loaded)."""
@@ -91,6 +94,9 @@ class Room:
         if self._subscription is not None:
             self.doc.unobserve(self._subscription)
             self._subscription = None
+        if self.notebook_file is not None:
+            self.notebook_file.close()
+            self.notebook_file = None
 
     # -- changes ------------------------------------------------------------------
 

@@ -202,12 +202,14 @@ async def test_a_new_session_clears_state_left_by_a_process_that_is_gone(tmp_pat
     ycells = doc.get("cells", type=Array)
     ycells[0]["execution_state"] = "running"
     ycells[1]["execution_state"] = "queued"
-    doc.get("kernel", type=Map).update({"status": "busy", "input": {"prompt": "x"}})
+    doc.get("kernel", type=Map).update(
+        {"status": "busy", "input": {"prompt": "x"}, "queue": Array(["b"])}
+    )
     session = KernelSession(doc, lambda name: LocalBackend(name, tmp_path, 0))
     session.start()
     try:
         assert states(doc) == {"a": "not_run", "b": "not_run", "c": "idle"}
-        assert doc.get("kernel", type=Map).to_py() == {"status": "stopped"}
+        assert doc.get("kernel", type=Map).to_py() == {"status": "stopped", "queue": []}
     finally:
         await session.shutdown()
 
