@@ -568,6 +568,75 @@ async def test_a_notebook_of_two_thousand_cells_opens_and_scrolls(
     assert a.errors == []  # type: ignore[attr-defined]
 
 
+VISIBLE_CELLS_JS = """() => {
+  const port = document.querySelector('.nb-scroll').getBoundingClientRect();
+  return [...document.querySelectorAll('.nb-cells .cell')].filter((c) => {
+    const r = c.getBoundingClientRect();
+    return r.bottom > port.top && r.top < port.bottom;
+  }).map((c) => {
+    const token = [...c.querySelectorAll('.cell-input span')].find((s) => s.textContent === 'def');
+    return {
+      id: c.dataset.cellId, height: c.getBoundingClientRect().height,
+      plain: !!c.querySelector('.cell-static'), editor: !!c.querySelector('.cm-editor'),
+      keyword: token ? getComputedStyle(token).color : null,
+    };
+  });
+}"""
+
+
+async def test_code_scrolled_into_view_shows_at_once_and_becomes_its_editor_in_place(
+    server: Served, browser: Browser
+) -> None:
+    # While the notebook scrolls, cells coming into view show their code highlighted
+    # without an editor (making one costs layouts of the page); once it stops, each gets
+    # its editor where it is, at the same height, with the same colours.
+    wide = "total = " + " + ".join(f"value_{i}" for i in range(60))
+    cells = [
+        ("code", wide if i % 3 == 0 else f"def f_{i}(n):\n\n    return n * {i}  # note\n")
+        for i in range(400)
+    ]
+    _, _, pid, a, _g = await two_people(server, browser, {"s.ipynb": notebook(*cells)})
+    await open_notebook(a, pid, "s.ipynb")
+    await expect(cell(a, 0).locator(".cm-editor")).to_have_count(1)
+    # Scrolled to the middle and kept scrolling (a pixel back and forth every 30 ms).
+    await a.locator(".nb-scroll").evaluate(
+        "el => { el.scrollTop = 15000; window.jiggle = setInterval(() => "
+        "{ el.scrollTop += el.scrollTop % 2 ? -1 : 1; }, 30); }"
+    )
+    await a.wait_for_timeout(400)
+    during = await a.evaluate(VISIBLE_CELLS_JS)
+    assert len(during) >= 5, during
+    assert all(c["plain"] and not c["editor"] for c in during), during
+    assert any(c["keyword"] for c in during), "no highlighted keyword shown"
+    # A click in code shown without an editor edits it there: the cursor where it landed.
+    target = next(i for i, c in enumerate(during) if c["keyword"])
+    index = await a.evaluate(
+        "id => [...document.querySelectorAll('.nb-cells .cell')]"
+        ".findIndex((c) => c.dataset.cellId === id)",
+        during[target]["id"],
+    )
+    line = cell(a, index).locator(".cell-static > div").nth(2)
+    await line.click(position={"x": 13, "y": 5})
+    await a.keyboard.type("Z")
+    await shows_source(a, index, f"def f_{index}(n):\n\nZ    return n * {index}  # note\n")
+    await expect(a.locator(".nb-cells")).to_have_attribute("data-mode", "edit")
+    # Scrolling stops: every cell shown gets its editor, and nothing moved.
+    await a.evaluate("clearInterval(window.jiggle)")
+
+    async def upgraded() -> bool:
+        now = await a.evaluate(VISIBLE_CELLS_JS)
+        return all(c["editor"] and not c["plain"] for c in now)
+
+    await eventually(upgraded, what="editors for the cells shown")
+    after = {c["id"]: c for c in await a.evaluate(VISIBLE_CELLS_JS)}
+    for c in during:
+        if c["id"] in after:
+            assert abs(after[c["id"]]["height"] - c["height"]) < 0.5, (c, after[c["id"]])
+            if c["keyword"]:
+                assert after[c["id"]]["keyword"] == c["keyword"]
+    assert a.errors == []  # type: ignore[attr-defined]
+
+
 async def test_undo_in_a_cell_takes_back_only_ones_own_typing(
     server: Served, browser: Browser
 ) -> None:

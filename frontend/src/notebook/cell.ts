@@ -5,10 +5,12 @@
 
 import { closeBrackets } from "@codemirror/autocomplete";
 import { indentWithTab, defaultKeymap } from "@codemirror/commands";
-import { bracketMatching, indentOnInput, syntaxHighlighting } from "@codemirror/language";
+import { bracketMatching, indentOnInput, type LanguageSupport, syntaxHighlighting } from "@codemirror/language";
 import { EditorState, type Extension, Prec } from "@codemirror/state";
 import { drawSelection, EditorView, keymap } from "@codemirror/view";
 import type { YCellType } from "@jupyter/ydoc";
+import { highlightCode } from "@lezer/highlight";
+import { StyleModule } from "style-mod";
 import { yCollab, yUndoManagerKeymap } from "y-codemirror.next";
 import * as Y from "yjs";
 import { h, relativeTime, replace } from "../ui/dom";
@@ -32,7 +34,7 @@ export interface CellHost {
   path: string;
   /** The awareness an editor of `text` shows the cursors of (those in that text). */
   awareness(text: Y.Text): CellAwareness;
-  languages: { python: Extension; markdown: Extension };
+  languages: { python: LanguageSupport; markdown: LanguageSupport };
   /** The cell's editor got focus: it is the active cell, in edit mode. */
   focused(cell: CellView): void;
   /** Keys the editor hands to the notebook (run, leave edit mode, move between cells). */
@@ -96,6 +98,8 @@ export class CellView {
   private inputHost: HTMLElement | null = null;
   private runByEl: HTMLElement | null = null;
   private rendered: HTMLElement | null = null;
+  // The code shown without an editor (`renderInput(true)`), until `upgrade`.
+  private staticCode: HTMLElement | null = null;
   // The markdown rendering last made, and what it was made from: a cell scrolled away and
   // back is not parsed, sanitised and typeset again.
   private renderedFrom: { key: string; el: HTMLElement } | null = null;
@@ -108,6 +112,8 @@ export class CellView {
   private timer: number | undefined;
   private runningSince = 0;
   private height = 0;
+  // What `prepare` built and `attach` has not yet put on the page.
+  private parts: HTMLElement[] | null = null;
   // The cell's own undo history: it outlives the editor (a cell scrolled away and back
   // keeps it), and goes when the cell does, or at unmount when there is nothing in it.
   private undo: Y.UndoManager | null = null;
@@ -137,6 +143,16 @@ export class CellView {
   }
 
   mount(): void {
+    this.prepare(false);
+    this.attach();
+  }
+
+  /** The first half of `mount`: the cell's content built off the page. CodeMirror reads
+   * the page's layout in its constructor (the selection, the fonts), which costs a layout
+   * of the page each time it changed: editors made off the page, one after another, share
+   * one (the window mounts a frame's cells with all their `prepare`s, then `attach`es). */
+  /** `lazy`: the cell's code is shown without an editor (`needsEditor` until `upgrade`). */
+  prepare(lazy: boolean): void {
     if (this.mounted) return;
     this.mounted = true;
     this.prompt = h("div", { class: "cell-prompt", "aria-label": "Execution count" });
@@ -146,14 +162,31 @@ export class CellView {
     this.inputHost = h("div", { class: "cell-stdin" });
     this.runByEl = h("div", { class: "cell-runby", "data-testid": "run-by" });
     const gutter = h("div", { class: "cell-gutter" }, this.prompt, this.status);
-    replace(this.el, h("div", { class: "cell-bar" }), gutter, h("div", { class: "cell-main" }, this.runByEl, this.body, this.outputs, this.inputHost));
+    this.parts = [h("div", { class: "cell-bar" }), gutter, h("div", { class: "cell-main" }, this.runByEl, this.body, this.outputs, this.inputHost)];
     this.dirty = { outputs: false, state: false, markdown: false };
-    this.renderInput();
+    this.renderInput(lazy);
     this.renderState();
     this.renderRunBy();
     this.renderOutputs();
     this.renderStdin();
     this.cell.ymodel.observeDeep(this.onChange);
+  }
+
+  /** Mounted, showing its code without an editor (it was prepared `lazy`). */
+  get needsEditor(): boolean {
+    return this.staticCode !== null;
+  }
+
+  /** The editor in place of the code shown without one. */
+  upgrade(): void {
+    if (this.staticCode) this.renderInput();
+  }
+
+  /** The second half of `mount`: what `prepare` built goes on the page. */
+  attach(): void {
+    if (!this.parts) return;
+    replace(this.el, ...this.parts);
+    this.parts = null;
     this.el.style.minHeight = "";
   }
 
@@ -176,6 +209,7 @@ export class CellView {
   private teardown(): void {
     if (!this.mounted) return;
     this.mounted = false;
+    this.parts = null;
     this.cell.ymodel.unobserveDeep(this.onChange);
     cancelAnimationFrame(this.frame);
     this.frame = 0;
@@ -184,6 +218,7 @@ export class CellView {
     this.editor?.destroy();
     this.editor = null;
     this.rendered = null;
+    this.staticCode = null;
     this.runByEl = null;
     // Every undo manager listens to every transaction of the document: keep only those
     // with something to undo.
@@ -248,12 +283,18 @@ export class CellView {
     if (this.dirty.outputs instanceof Set) for (const i of this.dirty.outputs) this.renderOutput(i);
     else if (this.dirty.outputs) this.renderOutputs();
     if (this.dirty.markdown && this.rendered) this.renderMarkdown();
+    else if (this.dirty.markdown && this.staticCode) this.renderStatic();
     this.dirty = { outputs: false, state: false, markdown: false };
   };
 
   // -- input ---------------------------------------------------------------------------
 
-  renderInput(): void {
+  /** The cell's input: its markdown rendered, its editor, or (`lazy`, for a cell shown while
+   * the notebook scrolls) its code highlighted without an editor, laid out as the editor
+   * lays it out. An editor costs a few layouts of the page to make; a scroll through
+   * thousands of cells makes none, and the window upgrades the cells it left once the
+   * scrolling stops. */
+  renderInput(lazy = false): void {
     if (!this.mounted || !this.body) return;
     const showRendered = this.type === "markdown" && !this.editing;
     this.el.classList.toggle("rendered", showRendered);
@@ -268,11 +309,15 @@ export class CellView {
     }
     this.rendered = null;
     if (this.editor) return;
+    if (lazy) {
+      this.renderStatic();
+      return;
+    }
+    this.staticCode = null;
     const language = this.type === "code" ? this.host.languages.python : this.type === "markdown" ? this.host.languages.markdown : [];
     const ysource = this.cell.ysource;
     const key = (k: Parameters<CellHost["editorKey"]>[1]) => () => { this.host.editorKey(this, k); return true; };
     this.editor = new EditorView({
-      parent: this.body,
       state: EditorState.create({
         doc: ysource.toString(),
         extensions: [
@@ -292,6 +337,64 @@ export class CellView {
         ],
       }),
     });
+    replace(this.body, this.editor.dom);
+  }
+
+  /** The code with its highlighting and no editor (`renderInput(true)`). */
+  private renderStatic(): void {
+    if (!this.body) return;
+    const text = this.cell.ysource.toString();
+    const code = h("div", { class: "cell-static", "data-testid": "cell-static" });
+    let line = h("div");
+    code.append(line);
+    const put = (part: string, classes: string) => { line.append(classes ? h("span", { class: classes }, part) : part); };
+    const next = () => {
+      if (!line.firstChild) line.append(h("br"));
+      line = h("div");
+      code.append(line);
+    };
+    if (this.type === "code") {
+      if (highlight.module) StyleModule.mount(document, highlight.module);
+      highlightCode(text, this.host.languages.python.language.parser.parse(text), highlight, put, next);
+    } else {
+      text.split("\n").forEach((part, i) => { if (i) next(); if (part) put(part, ""); });
+    }
+    if (!line.firstChild) line.append(h("br"));
+    code.addEventListener("mousedown", this.onStaticDown);
+    replace(this.body, code);
+    this.staticCode = code;
+  }
+
+  // A click in code shown without an editor: the editor, with the cursor where the click was.
+  private onStaticDown = (e: MouseEvent): void => {
+    if (e.button !== 0) return;
+    e.preventDefault();
+    e.stopPropagation();
+    // Found in the code shown (the new editor has not measured its lines yet).
+    const pos = this.staticOffset(e.clientX, e.clientY);
+    this.renderInput();
+    const view = this.editor;
+    if (!view) return;
+    view.focus();
+    if (pos !== null) view.dispatch({ selection: { anchor: Math.min(pos, view.state.doc.length) } });
+  };
+
+  /** The offset in the source of the point (x, y) of the code shown without an editor. */
+  private staticOffset(x: number, y: number): number | null {
+    const code = this.staticCode;
+    const at = document.caretRangeFromPoint?.(x, y);
+    if (!code || !at || !code.contains(at.startContainer)) return null;
+    let offset = 0;
+    for (const line of code.children) {
+      if (line.contains(at.startContainer)) {
+        const before = document.createRange();
+        before.setStart(line, 0);
+        before.setEnd(at.startContainer, at.startOffset);
+        return offset + before.toString().length;
+      }
+      offset += (line.textContent ?? "").length + 1;
+    }
+    return null;
   }
 
   /** Edit mode: the editor (a markdown cell shows its source), focused. */
@@ -299,7 +402,7 @@ export class CellView {
     if (this.type === "markdown" && !this.editing) {
       this.editing = true;
       this.renderInput();
-    }
+    } else if (!this.editor) this.renderInput();
     const view = this.editor;
     if (!view) return;
     if (at === "start") view.dispatch({ selection: { anchor: 0 } });
