@@ -4,8 +4,9 @@ longest frame while scrolling the 2,000-cell notebook end to end, typing latency
 cell between two browsers on both sizes, and input latency while a cell prints 10,000
 lines (and whether both browsers end with the same output). Baselines in the same run:
 the bare yjs + y-websocket client of bench/frontend.py for typing, and JupyterLab with
-jupyter-collaboration when it is installed (COLLAB_BENCH_JUPYTER=path to its `jupyter`).
-Prints a table with the machine's load.
+jupyter-collaboration when it is installed (COLLAB_BENCH_JUPYTER=path to its `jupyter`),
+on the same files and the same measures (each row beside collab's; a failure is a row
+saying what failed). Prints a table with the machine's load.
 
     .venv/bin/python bench/notebook.py [--quick]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -25,7 +27,8 @@ from pathlib import Path
 
 import httpx
 import nbformat
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,7 +46,8 @@ from frontend import (
 )
 
 # In every page: how long each key press waits for the next frame (keydown's timestamp to
-# a task after the next animation frame), and the frames' spacing while scrolling.
+# a task after the next animation frame), and the frames' spacing while scrolling (given
+# up after two minutes: JupyterLab's end moves away while it attaches cells).
 INPUT_PROBE = """
 window.inputLatency = [];
 document.addEventListener("keydown", (e) => {
@@ -55,11 +59,12 @@ document.addEventListener("keydown", (e) => {
 SCROLL_JS = """async (selector) => {
   const el = document.querySelector(selector);
   const frames = [];
+  const until = performance.now() + 120000;
   let last = performance.now();
   el.scrollTop = 0;
   await new Promise((r) => requestAnimationFrame(r));
   last = performance.now();
-  while (el.scrollTop + el.clientHeight < el.scrollHeight - 2) {
+  while (el.scrollTop + el.clientHeight < el.scrollHeight - 2 && performance.now() < until) {
     el.scrollTop += 300;
     await new Promise((r) => requestAnimationFrame(r));
     const now = performance.now();
@@ -69,11 +74,44 @@ SCROLL_JS = """async (selector) => {
   return frames;
 }"""
 
+# JupyterLab's counterpart of bench/frontend.py's APP_PROBE: keys going down in one page,
+# and each change of the number of typed "q"s in the other page's first cell editor, on
+# the wall clock both pages share (performance.timeOrigin + performance.now()). The
+# collaborators' name labels (y-codemirror's .cm-ySelectionInfo, inside the lines) are
+# not counted.
+JL_PROBE = """
+const jlMarks = () => {
+  const el = document.querySelector(".jp-Notebook .jp-Cell .cm-content");
+  if (!el) return 0;
+  const count = (t) => (t.match(/q/g) || []).length;
+  let n = count(el.textContent);
+  for (const info of el.querySelectorAll(".cm-ySelectionInfo")) n -= count(info.textContent);
+  return n;
+};
+window.bench = { sent: [], got: [] };
+document.addEventListener("keydown", (e) => {
+  if (e.key !== "q") return;
+  window.bench.sent.push([jlMarks() + 1, performance.timeOrigin + performance.now()]);
+}, true);
+new MutationObserver(() => {
+  const len = jlMarks();
+  const got = window.bench.got;
+  if (!got.length || got[got.length - 1][0] !== len) got.push([len, performance.timeOrigin + performance.now()]);
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+
 EDITABLE = {
     "collab": ".nb-cells .cell .cm-content[contenteditable=true]",
     "jupyterlab": ".jp-Notebook .jp-Cell .cm-content[contenteditable=true]",
 }
-SCROLLER = {"collab": ".nb-scroll", "jupyterlab": ".jp-WindowedPanel-outer"}
+# JupyterLab 4's notebook scrolls in its windowed panel's outer box (checked in the page:
+# the only element there with overflow auto and a scroll height beyond its own).
+SCROLLER = {"collab": ".nb-scroll", "jupyterlab": ".jp-Notebook .jp-WindowedPanel-outer"}
+JL_CELL = ".jp-Notebook .jp-Cell"
+# The last line printed so far in an output element of the stream cell (its lines are
+# 0 to 9999; -1 when it ends with something else). Not a count of lines: collab shows
+# only the output's last lines.
+LAST_JS = "(e) => { const m = e.textContent.match(/(\\d+)\\s*$/); return m ? Number(m[1]) : -1; }"
 
 
 def make_notebook(cells: int) -> str:
@@ -143,8 +181,9 @@ async def longest_frame(page: Page, kind: str) -> tuple[float, float]:
     return max(frames), benchlib.pct(frames, 0.99)
 
 
-async def stream_run(a: Page, g: Page, n: int) -> tuple[list[float], bool, float]:
-    """Ada runs a cell that prints 10,000 lines while typing in the cell below it."""
+async def stream_run(a: Page, g: Page, n: int) -> tuple[list[float], bool, float, tuple[int, int]]:
+    """Ada runs a cell that prints 10,000 lines while typing in the cell below it. Also
+    returns the output's last line when the typing began and when it ended."""
     for p in (a, g):
         await p.evaluate("window.inputLatency = []")
     await a.locator(".nb-cells .cell").nth(0).locator(".cell-gutter").click()
@@ -154,12 +193,14 @@ async def stream_run(a: Page, g: Page, n: int) -> tuple[list[float], bool, float
     below = a.locator(".nb-cells .cell").nth(1)
     await below.scroll_into_view_if_needed()
     await below.locator(".cm-content").click()
+    began = await out.first.evaluate(LAST_JS)
     await a.evaluate("window.inputLatency = []")
     started = time.monotonic()
     for _ in range(n):
         await a.keyboard.type("z")
         await asyncio.sleep(0.03)
     latency: list[float] = await a.evaluate("window.inputLatency")
+    lines = (int(began), int(await out.first.evaluate(LAST_JS)))
     done = "9999"
     converged = False
     for _ in range(1200):
@@ -171,7 +212,7 @@ async def stream_run(a: Page, g: Page, n: int) -> tuple[list[float], bool, float
             converged = True
             break
         await asyncio.sleep(0.25)
-    return latency, converged, time.monotonic() - started
+    return latency, converged, time.monotonic() - started, lines
 
 
 def _spawn_jupyterlab(jupyter: str, root: Path, folder: Path, port: int) -> subprocess.Popen[bytes]:
@@ -184,9 +225,125 @@ def _spawn_jupyterlab(jupyter: str, root: Path, folder: Path, port: int) -> subp
         )  # fmt: skip
 
 
+Row = tuple[str, str, str, str]
+
+
+def _jupyterlab_versions(jupyter: str) -> str:
+    """JupyterLab's and jupyter-collaboration's versions, from the venv of `jupyter`."""
+    lab = subprocess.run([jupyter, "lab", "--version"], capture_output=True, text=True)
+    python = Path(jupyter).parent / "python"
+    rtc = subprocess.run(
+        [str(python), "-c",
+         "import importlib.metadata as m; print(m.version('jupyter-collaboration'))"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    return (
+        f"JupyterLab {lab.stdout.strip() or '?'} + jupyter-collaboration "
+        f"{rtc.stdout.strip() or '?'}"
+    )
+
+
+_workspaces = itertools.count(1)
+
+
+def jl_url(name: str) -> str:
+    """`name` in a JupyterLab workspace of its own: no document opened before in the run
+    is restored with it."""
+    return f"/lab/workspaces/bench{next(_workspaces)}/tree/{name}"
+
+
+async def jl_open(page: Page, name: str) -> None:
+    """Opens `name` and waits for an editable cell; accepts the kernel dialog if
+    JupyterLab asks for a kernel."""
+    await page.goto(jl_url(name))
+    await page.wait_for_selector(EDITABLE["jupyterlab"], timeout=300_000)
+    dialog = page.locator(".jp-Dialog .jp-mod-accept")
+    with contextlib.suppress(PlaywrightTimeout):
+        await dialog.wait_for(timeout=2000)
+        await dialog.click()
+
+
+async def jl_cells(page: Page) -> int:
+    return int(await page.evaluate(f"document.querySelectorAll({JL_CELL!r}).length"))
+
+
+async def jl_all_cells(page: Page, cells: int, seconds: float) -> tuple[int, float]:
+    """Waits (up to `seconds`) for JupyterLab to have attached all cells to the page: in
+    its default windowing mode they are added in idle time after the first ones show,
+    more slowly as the page grows (about 1,100 of 2,000 after a minute here). Returns the
+    count reached and the page's time then (ms)."""
+    with contextlib.suppress(PlaywrightTimeout):
+        await page.wait_for_function(
+            f"() => document.querySelectorAll({JL_CELL!r}).length >= {cells}",
+            timeout=seconds * 1000, polling=500,
+        )  # fmt: skip
+    return await jl_cells(page), float(await page.evaluate("performance.now()"))
+
+
+async def jl_type(writer: Page, reader: Page, n: int, gap_ms: int) -> list[float]:
+    """type_in_first_cell for JupyterLab: the same keys into the first cell, timed by
+    JL_PROBE."""
+    await writer.locator(f"{JL_CELL} .cm-content").first.click()
+    await writer.keyboard.press("Control+End")
+    await reader.evaluate("window.bench.got = []")
+    await writer.evaluate("window.bench.sent = []")
+    for _ in range(n):
+        await writer.keyboard.type("q")
+        await asyncio.sleep(gap_ms / 1000)
+    await asyncio.sleep(1)
+    return latencies(
+        await writer.evaluate("window.bench.sent"), await reader.evaluate("window.bench.got")
+    )
+
+
+async def jl_stream(a: Page, g: Page, n: int) -> tuple[list[float], bool, float, tuple[int, int]]:
+    """stream_run for JupyterLab: Ctrl-Enter in the first cell's editor runs it (and
+    stays), then, once the first output shows, the keys go into the cell below. Also
+    returns the output's last line when the typing began and when it ended."""
+    await a.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]").first.wait_for(
+        timeout=120_000
+    )
+    first = a.locator(JL_CELL).nth(0)
+    await first.locator(".cm-content").click()
+    await a.keyboard.press("Control+Enter")
+    await first.locator(".jp-OutputArea-output").first.wait_for(timeout=120_000)
+    below = a.locator(JL_CELL).nth(1)
+    await below.scroll_into_view_if_needed()
+    await below.locator(".cm-content").click()
+    output = first.locator(".jp-OutputArea").first
+    began = await output.evaluate(LAST_JS)
+    await a.evaluate("window.inputLatency = []")
+    started = time.monotonic()
+    for _ in range(n):
+        await a.keyboard.type("z")
+        await asyncio.sleep(0.03)
+    latency: list[float] = await a.evaluate("window.inputLatency")
+    lines = (int(began), int(await output.evaluate(LAST_JS)))
+    converged = False
+    for _ in range(1200):
+        # textContent, not innerText: cells skipped by content-visibility have no layout.
+        texts = [
+            await p.locator(JL_CELL).nth(0).locator(".jp-OutputArea").first.text_content() or ""
+            for p in (a, g)
+        ]
+        if all("9999" in t for t in texts) and texts[0] == texts[1]:
+            converged = True
+            break
+        await asyncio.sleep(0.25)
+    return latency, converged, time.monotonic() - started, lines
+
+
 async def jupyterlab_rows(
-    browser: Browser, jupyter: str, root: Path, files: dict[str, str], n: int, quick: bool
-) -> list[tuple[str, str, str, str]]:
+    browser: Browser,
+    jupyter: str,
+    root: Path,
+    files: dict[str, str],
+    n: int,
+    quick: bool,
+    notes: list[str],
+) -> dict[str, list[Row]]:
+    """JupyterLab with jupyter-collaboration on the same files and workloads, keyed by
+    the collab measure each row goes beside. A failure becomes a row saying what failed."""
     folder = root / "jl"
     folder.mkdir()
     for name, text in files.items():
@@ -194,7 +351,13 @@ async def jupyterlab_rows(
     port = benchlib.free_port()
     proc = await asyncio.to_thread(_spawn_jupyterlab, jupyter, root, folder, port)
     base = f"http://127.0.0.1:{port}"
-    rows: list[tuple[str, str, str, str]] = []
+    out: dict[str, list[Row]] = {}
+
+    def failed(key: str, what: str, exc: Exception) -> None:
+        out.setdefault(key, []).append(
+            (f"  JupyterLab: {what}", f"failed: {type(exc).__name__}", "", str(exc)[:60])
+        )
+
     try:
         async with httpx.AsyncClient() as client:
             for _ in range(600):
@@ -204,30 +367,124 @@ async def jupyterlab_rows(
                     if (await client.get(base + "/api", timeout=1)).status_code == 200:
                         break
                 await asyncio.sleep(0.2)
+            tracker = "/lab/api/settings/@jupyterlab/notebook-extension:tracker"
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                s = (await client.get(base + tracker, timeout=10)).json()
+                default = s["schema"]["properties"]["windowingMode"]["default"]
+                mode = s["settings"].get("windowingMode", default)
+                notes.append(f"JupyterLab's notebook windowing mode: {mode} (default {default})")
+        notes.append(await asyncio.to_thread(_jupyterlab_versions, jupyter))
+    except Exception as exc:
+        failed("load", "server", exc)
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 10)
+        return out
+
+    async def pages() -> tuple[BrowserContext, BrowserContext, Page, Page]:
+        contexts = []
+        for _ in range(2):
+            ctx = await browser.new_context(base_url=base, viewport={"width": 1280, "height": 800})
+            await ctx.add_init_script(INPUT_PROBE)
+            await ctx.add_init_script(JL_PROBE)
+            contexts.append(ctx)
+        return contexts[0], contexts[1], await contexts[0].new_page(), await contexts[1].new_page()
+
+    try:
         for name, label in (("nb50.ipynb", "50"), ("nb2000.ipynb", "2,000")):
-            loads = [
-                await cold_load(browser, f"/lab/tree/{name}", None, base, "jupyterlab")
-                for _ in range(1 if quick else 3)
-            ]
-            rows.append((f"  JupyterLab: cold load, {label} cells (ms)",
-                         f"{sorted(loads)[len(loads) // 2]:.0f} median", f"{max(loads):.0f} max",
-                         "same run"))  # fmt: skip
-    except Exception as exc:  # the comparison is optional
-        rows.append(("  JupyterLab", f"failed: {type(exc).__name__}", "", str(exc)[:60]))
+            key, what = f"load{label}", f"cold load, {label} cells (ms)"
+            try:
+                loads = [
+                    await cold_load(browser, jl_url(name), None, base, "jupyterlab")
+                    for _ in range(1 if quick else 3)
+                ]
+                out[key] = [(f"  JupyterLab: {what}", f"{sorted(loads)[len(loads) // 2]:.0f} median",
+                             f"{max(loads):.0f} max", "same run")]  # fmt: skip
+            except Exception as exc:
+                failed(key, what, exc)
+
+        what = "longest frame scrolling 2,000 cells (ms)"
+        try:
+            ctx = await browser.new_context(base_url=base, viewport={"width": 1280, "height": 800})
+            try:
+                page = await ctx.new_page()
+                await jl_open(page, "nb2000.ipynb")
+                count, at = await jl_all_cells(page, 2000, 60 if quick else 240)
+                frames: list[float] = await page.evaluate(SCROLL_JS, SCROLLER["jupyterlab"])
+                bottom = await page.evaluate(
+                    "(s) => { const e = document.querySelector(s);"
+                    " return e.scrollTop + e.clientHeight >= e.scrollHeight - 2; }",
+                    SCROLLER["jupyterlab"],
+                )
+                notes.append(
+                    f"JupyterLab's scroll: {count}/2000 cells in the page when it began "
+                    f"({at / 1000:.0f} s after opening), {await jl_cells(page)} at its end; "
+                    f"{len(frames)} frames, {'reached' if bottom else 'did not reach'} the "
+                    "bottom"
+                )
+                out["scroll"] = [(f"  JupyterLab: {what}", f"{max(frames):.1f} max",
+                                  f"{benchlib.pct(frames, 0.99):.1f} p99", "same run")]  # fmt: skip
+            finally:
+                await ctx.close()
+        except Exception as exc:
+            failed("scroll", what, exc)
+
+        for name, label in (("nb50.ipynb", "50"), ("nb2000.ipynb", "2,000")):
+            key, what = f"typing{label}", f"typing between two browsers, {label} cells (ms)"
+            try:
+                a_ctx, g_ctx, a, g = await pages()
+                try:
+                    for p in (a, g):
+                        await jl_open(p, name)
+                    await g.wait_for_timeout(500)
+                    typed = await jl_type(a, g, n, 30)
+                    out[key] = [(f"  JupyterLab: {what}", f"{benchlib.pct(typed, 0.5):.1f} p50",
+                                 f"{benchlib.pct(typed, 0.99):.1f} p99", "same run")]  # fmt: skip
+                    notes.append(
+                        f"JupyterLab: {len(typed)}/{n} characters measured ({label} cells)"
+                    )
+                finally:
+                    await a_ctx.close()
+                    await g_ctx.close()
+            except Exception as exc:
+                failed(key, what, exc)
+
+        what = "input latency while a cell prints 10,000 lines (ms)"
+        try:
+            a_ctx, g_ctx, a, g = await pages()
+            try:
+                for p in (a, g):
+                    await jl_open(p, "stream.ipynb")
+                latency, converged, seconds, lines = await jl_stream(a, g, n)
+                notes.append(f"JupyterLab's output ended at line {lines[0]}, then {lines[1]} "
+                             "(of 0-9999) when the typing began and ended")  # fmt: skip
+                out["stream"] = [
+                    (f"  JupyterLab: {what}", f"{benchlib.pct(latency, 0.5):.1f} p50",
+                     f"{benchlib.pct(latency, 0.99):.1f} p99", "same run"),
+                    ("  JupyterLab: both browsers converge on the 10,000 lines",
+                     "yes" if converged else "NO", f"{seconds:.1f} s", "same run"),
+                ]  # fmt: skip
+            finally:
+                await a_ctx.close()
+                await g_ctx.close()
+        except Exception as exc:
+            failed("stream", what, exc)
     finally:
         proc.terminate()
         try:
             await asyncio.to_thread(proc.wait, 10)
         except subprocess.TimeoutExpired:
             proc.kill()
-    return rows
+    return out
 
 
 async def run(args: argparse.Namespace) -> None:
     load_before = benchlib.load()
     root = Path(tempfile.mkdtemp(prefix="collab-bench-nb-"))
     proc, base, _ = await start_server(root)
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
+    # Which of collab's rows each JupyterLab row goes beside (the row's index).
+    beside: dict[str, int] = {}
+    jl: dict[str, list[Row]] = {}
     notes: list[str] = []
     n = 40 if args.quick else 120
     try:
@@ -260,6 +517,7 @@ async def run(args: argparse.Namespace) -> None:
                     await cold_load(browser, url, ada_cookie, base, "collab")
                     for _ in range(3 if args.quick else 5)
                 ]
+                beside[f"load{label}"] = len(rows)
                 rows.append((f"cold load to first cell editable, {label} cells (ms)",
                              f"{sorted(loads)[len(loads) // 2]:.0f} median",
                              f"{max(loads):.0f} max", target))  # fmt: skip
@@ -272,6 +530,7 @@ async def run(args: argparse.Namespace) -> None:
 
             await a.goto(f"/projects/{pid}/files/nb2000.ipynb")
             worst, p99 = await longest_frame(a, "collab")
+            beside["scroll"] = len(rows)
             rows.append(("longest frame scrolling 2,000 cells end to end (ms)",
                          f"{worst:.1f} max", f"{p99:.1f} p99", "< 50"))  # fmt: skip
 
@@ -281,6 +540,7 @@ async def run(args: argparse.Namespace) -> None:
                     await p.wait_for_selector(EDITABLE["collab"], timeout=300_000)
                 await g.wait_for_timeout(500)
                 typed = await type_in_first_cell(a, g, n, 30)
+                beside[f"typing{label}"] = len(rows)
                 rows.append((f"typing latency between two browsers, {label} cells (ms)",
                              f"{benchlib.pct(typed, 0.5):.1f} p50",
                              f"{benchlib.pct(typed, 0.99):.1f} p99",
@@ -290,10 +550,13 @@ async def run(args: argparse.Namespace) -> None:
             for p in (a, g):
                 await p.goto(f"/projects/{pid}/files/stream.ipynb")
                 await p.wait_for_selector(EDITABLE["collab"], timeout=300_000)
-            latency, converged, seconds = await stream_run(a, g, n)
+            latency, converged, seconds, lines = await stream_run(a, g, n)
+            notes.append(f"collab's output ended at line {lines[0]}, then {lines[1]} (of "
+                         "0-9999) when the typing began and ended")  # fmt: skip
             rows.append(("input latency while a cell prints 10,000 lines (ms)",
                          f"{benchlib.pct(latency, 0.5):.1f} p50",
                          f"{benchlib.pct(latency, 0.99):.1f} p99", "p99 < 100"))  # fmt: skip
+            beside["stream"] = len(rows)
             rows.append(("  both browsers converge on the 10,000 lines",
                          "yes" if converged else "NO", f"{seconds:.1f} s", "yes"))  # fmt: skip
             await a_ctx.close()
@@ -325,7 +588,11 @@ async def run(args: argparse.Namespace) -> None:
 
             jupyter = os.environ.get("COLLAB_BENCH_JUPYTER") or shutil.which("jupyter")
             if jupyter:
-                rows.extend(await jupyterlab_rows(browser, jupyter, root, files, n, args.quick))
+                try:
+                    jl = await jupyterlab_rows(browser, jupyter, root, files, n, args.quick, notes)
+                except Exception as exc:  # the comparison is optional
+                    jl = {"": [("  JupyterLab", f"failed: {type(exc).__name__}", "",
+                                str(exc)[:60])]}  # fmt: skip
             else:
                 notes.append(
                     "JupyterLab not compared: no `jupyter` (set COLLAB_BENCH_JUPYTER to a "
@@ -337,9 +604,17 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.to_thread(proc.wait, 10)
         shutil.rmtree(root, ignore_errors=True)
 
-    width = max(len(r[0]) for r in rows)
+    table: list[Row] = []
+    for i, row in enumerate(rows):
+        table.append(row)
+        for key, at in beside.items():
+            if at == i:
+                table.extend(jl.pop(key, []))
+    for rest in jl.values():
+        table.extend(rest)
+    width = max(len(r[0]) for r in table)
     print(f"{'measure':<{width}}  {'value':>14}  {'':>12}  target")
-    for name, v1, v2, target in rows:
+    for name, v1, v2, target in table:
         print(f"{name:<{width}}  {v1:>14}  {v2:>12}  {target}")
     print(f"machine: {load_before} before, {benchlib.load()} after")
     for note in notes:
