@@ -18,9 +18,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import zmq
 from jupyter_client.manager import AsyncKernelManager
 
 from collab.sandbox.jail import Jail
+
+# Kernel messages the server's sockets queue before the kernel's IOPub socket drops any
+# (ZeroMQ's high-water mark): a 2 s stall of the loop while a kernel prints at full speed.
+IOPUB_BACKLOG = 100_000
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +165,11 @@ class LocalBackend:
             raise
         self._km = km
         kc = km.client()
+        # Room for a burst the loop is too busy to read: ZeroMQ's default of 1,000
+        # messages a side would have the kernel's IOPub socket (a PUB, which never waits)
+        # drop the rest, leaving holes in a cell's output. Bounded, for a kernel that
+        # prints flushed lines forever (about 1 KB a message).
+        kc.context.setsockopt(zmq.RCVHWM, IOPUB_BACKLOG)
         kc.start_channels()
         self._kc = kc
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from collab.kernels.outputs import IDLE, NOT_RUN
 from tests.conftest import make_user, ws_connect
@@ -132,3 +133,27 @@ async def test_the_queue_in_the_document_is_the_order_runs_were_asked_for(
         await wait_for(lambda: states(theirs)["never"] == NOT_RUN, what="never dropped")
         assert kernel_state(theirs)["queue"] == []
         assert text_of(cells(theirs)["a"]) == "a\n"  # its earlier run's output stays
+
+
+async def test_no_output_is_lost_when_the_server_reads_slower_than_the_kernel_prints(
+    server, user, rooms, project
+):
+    # A kernel printing at full speed while the server's loop is busy (here: blocked for
+    # 2 s right after the run starts) outruns the server's reading; ZeroMQ's default
+    # high-water marks (1,000 messages a side) would have the kernel's IOPub socket drop
+    # what does not fit, and the cell would show a hole in its output.
+    src = "for i in range(20000):\n    print(i, flush=True)"
+    doc = await put_notebook(rooms, project, "flood.ipynb", notebook([("c1", src)]))
+    async with ws_connect(server, user.key) as ws:
+        await ws.call(
+            "kernel.execute",
+            {"project_id": str(project), "path": "flood.ipynb", "cell_ids": ["c1"]},
+        )
+        await wait_for(lambda: text_of(cells(doc)["c1"]), what="the first output", timeout=60)
+        time.sleep(2)  # noqa: ASYNC251 (the loop stalls: nothing reads the kernel)
+        await wait_for(lambda: states(doc)["c1"] == IDLE, what="the run's end", timeout=120)
+    expected = "".join(f"{i}\n" for i in range(20000))
+    text = text_of(cells(doc)["c1"])
+    got = set(text.split())
+    missing = [i for i in range(20000) if str(i) not in got]
+    assert text == expected, f"{len(missing)} lines lost, from line {missing[:1]}"
