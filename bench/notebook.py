@@ -156,10 +156,12 @@ def make_notebook(cells: int) -> str:
     return nbformat.writes(nb)
 
 
-async def type_in_first_cell(writer: Page, reader: Page, n: int, gap_ms: int) -> list[float]:
+async def type_in_first_cell(
+    writer: Page, reader: Page, n: int, gap_ms: int, cells: str = ".nb-cells .cell"
+) -> list[float]:
     """bench/frontend.py's typing measure, in the notebook's first cell (the first editor
-    of the page, which its probe watches)."""
-    await writer.locator(".cm-content").first.click()
+    of the page, which its probe, APP_PROBE or JL_PROBE, watches)."""
+    await writer.locator(f"{cells} .cm-content").first.click()
     await writer.keyboard.press("Control+End")
     await reader.evaluate("window.bench.got = []")
     await writer.evaluate("window.bench.sent = []")
@@ -331,22 +333,6 @@ async def jl_all_cells(page: Page, cells: int, seconds: float) -> tuple[int, flo
     return await jl_cells(page), float(await page.evaluate("performance.now()"))
 
 
-async def jl_type(writer: Page, reader: Page, n: int, gap_ms: int) -> list[float]:
-    """type_in_first_cell for JupyterLab: the same keys into the first cell, timed by
-    JL_PROBE."""
-    await writer.locator(f"{JL_CELL} .cm-content").first.click()
-    await writer.keyboard.press("Control+End")
-    await reader.evaluate("window.bench.got = []")
-    await writer.evaluate("window.bench.sent = []")
-    for _ in range(n):
-        await writer.keyboard.type("q")
-        await asyncio.sleep(gap_ms / 1000)
-    await asyncio.sleep(1)
-    return latencies(
-        await writer.evaluate("window.bench.sent"), await reader.evaluate("window.bench.got")
-    )
-
-
 async def jl_stream(
     a: Page, g: Page, n: int
 ) -> tuple[list[float], int, float, bool, float, list[str]]:
@@ -473,7 +459,7 @@ async def jupyterlab_rows(
                     for p in (a, g):
                         await jl_open(p, name)
                     await g.wait_for_timeout(500)
-                    typed = await jl_type(a, g, n, 30)
+                    typed = await type_in_first_cell(a, g, n, 30, JL_CELL)
                     out[key] = [(f"  JupyterLab: {what}", f"{benchlib.pct(typed, 0.5):.1f} p50",
                                  f"{benchlib.pct(typed, 0.99):.1f} p99", "same run")]  # fmt: skip
                     notes.append(
