@@ -68,6 +68,9 @@ class Settings:
     sandbox_memory_bytes: int = 2 * 1024 * 1024 * 1024
     sandbox_pids: int = 512
     sandbox_cpu_weight: int = 100
+    # All projects together against the server's own processes (100 = even): under
+    # contention the server and its database come first, like project code at nice 10.
+    sandbox_projects_cpu_weight: int = 10
     sandbox_open_files: int = 1024
     sandbox_tmp_bytes: int = 256 * 1024 * 1024
     sandbox_uid_min: int = 200000

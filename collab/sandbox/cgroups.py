@@ -36,10 +36,15 @@ class Cgroups:
     bases: dict[str, tuple[int, Path]] = field(default_factory=dict)
     # controller -> why it is not in force
     missing: dict[str, str] = field(default_factory=dict)
+    # the CPU weight of all projects together against the server (100: even)
+    projects_cpu_weight: int = 100
 
     @classmethod
-    def discover(cls) -> Cgroups:
-        found = cls()
+    def discover(cls, projects_cpu_weight: int = 100) -> Cgroups:
+        """The hierarchies this host lets us use. `projects_cpu_weight` is the CPU weight
+        of all projects together (the SUBTREE) against the server's own processes, 100
+        being an even share."""
+        found = cls(projects_cpu_weight=projects_cpu_weight)
         v1, v2 = _mounts()
         own = _own_paths()
         for controller in CONTROLLERS:
@@ -67,13 +72,21 @@ class Cgroups:
                 for c in v2_controllers:
                     del found.bases[c]
                     found.missing[c] = f"cgroup v2 delegation failed ({exc.strerror or exc})"
+        if "cpu" in found.bases:
+            version, base = found.bases["cpu"]
+            try:
+                _write_cpu_weight(base, version, projects_cpu_weight)
+            except OSError as exc:
+                found.missing["cpu"] = f"cpu weight not writable ({exc.strerror or exc})"
+                del found.bases["cpu"]
         return found
 
     def describe(self, limits: Limits) -> list[str]:
         values = {
             "memory": f"memory {limits.memory} bytes",
             "pids": f"processes {limits.pids}",
-            "cpu": f"cpu weight {limits.cpu_weight}",
+            "cpu": f"cpu weight {limits.cpu_weight} (all projects {self.projects_cpu_weight} "
+            "against the server's 100)",
         }
         out = []
         for controller in CONTROLLERS:
@@ -99,10 +112,7 @@ class Cgroups:
             elif controller == "pids":
                 _write(path, "pids.max", str(limits.pids))
             elif controller == "cpu":
-                if version == 1:
-                    _write(path, "cpu.shares", str(max(2, limits.cpu_weight * 1024 // 100)))
-                else:
-                    _write(path, "cpu.weight", str(min(10000, max(1, limits.cpu_weight))))
+                _write_cpu_weight(path, version, limits.cpu_weight)
         return list(dirs)
 
     def oom_kills(self, name: str) -> int:
@@ -192,6 +202,14 @@ def _enable(base: Path, controllers: list[str]) -> None:
         enabled = _read(path, "cgroup.subtree_control").split()
         if not all(c in enabled for c in controllers):
             _write(path, "cgroup.subtree_control", wanted)
+
+
+def _write_cpu_weight(path: Path, version: int, weight: int) -> None:
+    """`weight` as v2 writes it (1..10000, 100 even); v1's cpu.shares is 1024 for even."""
+    if version == 1:
+        _write(path, "cpu.shares", str(max(2, weight * 1024 // 100)))
+    else:
+        _write(path, "cpu.weight", str(min(10000, max(1, weight))))
 
 
 def _read(path: Path, name: str) -> str:

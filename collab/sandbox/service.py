@@ -87,7 +87,7 @@ class Sandbox:
             )
             return
         if self.root:
-            self.cgroups = Cgroups.discover()
+            self.cgroups = Cgroups.discover(self.settings.sandbox_projects_cpu_weight)
         limits = self.cgroups.describe(self.limits)
         missing = [f"{c}: {why}" for c, why in self.cgroups.missing.items()]
         if not self.root:

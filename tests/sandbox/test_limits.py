@@ -197,6 +197,46 @@ async def test_a_project_running_many_processes_gets_one_projects_share_of_the_c
         assert alone > 2 * each, (alone, shared)
 
 
+@pytest.mark.parametrize("weight", [10, 100])
+async def test_the_server_comes_before_project_code_when_both_want_the_cpu(weight: int) -> None:
+    """A spinner in a project and one in the server's own cgroup, both on one core over
+    the same window: the projects' subtree weighs `sandbox_projects_cpu_weight` against
+    the server's 100, so at the default of 10 the project's spinner gets about a tenth of
+    the core, and at 100 about half."""
+    async with sandbox_server("bwrap", sandbox_projects_cpu_weight=weight) as server:
+        cpu = server.services.extra["sandbox"].cgroups.bases.get("cpu")
+        if cpu is None:
+            pytest.skip("no writable cpu controller on this host")
+        version, subtree = cpu
+        shares = (subtree / ("cpu.shares" if version == 1 else "cpu.weight")).read_text()
+        assert int(shares) == (weight * 1024 // 100 if version == 1 else weight)
+        user = await make_user(server)
+        project = await new_project(server, user, "busy")
+        folder = project_dir(server, project)
+        (folder / "spin.py").write_text(_SPIN)
+        begin = time.time() + 6
+        window = [str(begin), str(begin + 4)]
+        await run_in_terminal(
+            server, user, project, f"taskset -c 0 /usr/bin/python3 spin.py {' '.join(window)} "
+            "> p.txt; touch done"
+        )  # fmt: skip
+        assert time.time() < begin, "the terminal did not start before the window"
+        # The server's side: a process of the test, which is the server's own cgroup.
+        ours = await asyncio.create_subprocess_exec(
+            "taskset", "-c", "0", "/usr/bin/python3", "-c", _SPIN, *window,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await ours.communicate()
+        await wait_for((folder / "done").exists, timeout=60, what="spinner done")
+        server_side = float(out)
+        (project_side,) = _cpu_seconds(folder, ["p.txt"])
+        share = project_side / (project_side + server_side)
+        if weight == 10:
+            assert share < 0.2, (project_side, server_side)
+        else:
+            assert 0.35 < share < 0.65, (project_side, server_side)
+
+
 async def test_open_files_stop_at_the_projects_limit() -> None:
     async with sandbox_server("bwrap", sandbox_open_files=64) as server:
         user = await make_user(server)
