@@ -228,3 +228,46 @@ async def test_save_my_copy_aside_never_overwrites_an_earlier_copy(
     await eventually(saved, what="the copy saved under a new name")
     assert await asyncio.to_thread(second.read_text) == "base\nonlinemine"
     assert await asyncio.to_thread(earlier.read_text) == "saved aside before\n"
+
+
+async def test_the_servers_updates_are_kept_merged_and_whole(
+    server: Served, browser: Browser
+) -> None:
+    """A collaborator's edits reach this browser as the server's updates (one per key
+    here): its copy stores them merged, about once a second, instead of one IndexedDB
+    transaction each (a cell printing at full speed sends twenty a second); and every
+    one of them is in the copy, the last one too when the network goes before its second
+    is up: a reload offline shows them all."""
+    ada = await make_user(server, "ada@example.com", "Ada Lovelace")
+    grace = await make_user(server, "grace@example.com", "Grace Hopper")
+    pid = await shared_project(server, ada.key, grace.account_id, {"notes.txt": "base\n"})
+    url = f"/projects/{pid}/files/notes.txt"
+    ctx = await context_for(browser, server, ada)
+    a = await ctx.new_page()
+    g = await page_for(browser, server, grace)
+    await a.goto(url)
+    await g.goto(url)
+    await expect(a.locator(".cm-content")).to_contain_text("base")
+    await a.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    await a.wait_for_timeout(1500)
+    before = await stored_updates(a, pid, "notes.txt")
+
+    await g.locator(".cm-content").click()
+    await g.keyboard.press("Control+End")
+    await g.keyboard.type("x" * 60, delay=25)
+    await expect(a.locator(".cm-content")).to_contain_text("x" * 60)
+    await a.wait_for_timeout(1500)
+    stored = await stored_updates(a, pid, "notes.txt") - before
+    assert 1 <= stored <= 6, f"{stored} IndexedDB entries for 60 updates from the server"
+
+    # Two more: the first stored at once, the second waiting for its second when the
+    # network goes, which stores it.
+    before = await stored_updates(a, pid, "notes.txt")
+    await g.keyboard.type("yz", delay=100)
+    await expect(a.locator(".cm-content")).to_contain_text("x" * 60 + "yz")
+    await ctx.set_offline(True)
+    await expect(a.get_by_test_id("connection")).to_have_text("Offline")
+    await a.wait_for_function(STORED_UPDATES, arg=[f"collab:{pid}:notes.txt", before + 2])
+    await a.reload()
+    await expect(a.get_by_test_id("connection")).to_have_text("Offline")
+    await expect(a.locator(".cm-content")).to_contain_text("x" * 60 + "yz")

@@ -14,6 +14,10 @@ import { colorFor } from "../ui/dom";
 import { reportDocState } from "../ui/shell";
 
 const SERVER_SV = "server-state-vector";
+// The server's updates are stored in the local copy at most this often, merged: they are
+// the server's already (the copy only makes the next open faster), and a cell printing at
+// full speed sends twenty a second. Edits made here are stored at once.
+const REMOTE_STORE_MS = 1000;
 // Close codes of a document whose file was renamed (reason: the new path) or deleted.
 const CLOSE_MOVED = 4409;
 const CLOSE_DELETED = 4410;
@@ -130,6 +134,40 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
     params: { acks: "1" },
     WebSocketPolyfill: CountingWebSocket as unknown as typeof WebSocket,
   });
+  // y-indexeddb stores every update in a transaction of its own; the server's go through
+  // storeUpdate instead: the first after a quiet second at once (a freshly opened
+  // document is in the copy before a reload), the rest merged at the end of the second,
+  // or at once when the network goes or the page is hidden. A page closed within that
+  // second keeps a copy a second behind the server, which sends the rest on the next open.
+  doc.off("update", local._storeUpdate);
+  let remote: Uint8Array[] = [];
+  let remoteTimer: number | null = null;
+  const remoteTick = () => {
+    remoteTimer = null;
+    if (!remote.length) return;
+    const merged = remote.length === 1 ? remote[0] : Y.mergeUpdates(remote);
+    remote = [];
+    local._storeUpdate(merged, null);
+    remoteTimer = window.setTimeout(remoteTick, REMOTE_STORE_MS);
+  };
+  const flushRemote = () => {
+    if (remoteTimer !== null) clearTimeout(remoteTimer);
+    remoteTick();
+    if (remoteTimer !== null) clearTimeout(remoteTimer);
+    remoteTimer = null;
+  };
+  const storeUpdate = (update: Uint8Array, origin: unknown) => {
+    if (origin === local) return;
+    if (origin !== provider) { local._storeUpdate(update, origin); return; }
+    if (remoteTimer !== null) { remote.push(update); return; }
+    local._storeUpdate(update, origin);
+    remoteTimer = window.setTimeout(remoteTick, REMOTE_STORE_MS);
+  };
+  doc.on("update", storeUpdate);
+  const onHidden = () => { if (document.visibilityState === "hidden") flushRemote(); };
+  window.addEventListener("pagehide", flushRemote);
+  document.addEventListener("visibilitychange", onHidden);
+
   const { account } = session();
   provider.awareness.setLocalStateField("user", {
     name: account.name || account.email,
@@ -207,7 +245,7 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
 
   // A socket that went offline may look open for a long while: drop it at once, and come
   // back as soon as the browser is online again instead of waiting for a backoff.
-  const goOffline = () => { if (!mismatch) provider.disconnect(); status("offline"); };
+  const goOffline = () => { flushRemote(); if (!mismatch) provider.disconnect(); status("offline"); };
   const goOnline = () => { if (!mismatch) void ready.then(() => provider.connect()); };
   window.addEventListener("offline", goOffline);
   window.addEventListener("online", goOnline);
@@ -224,7 +262,12 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
     local,
     ready,
     onMismatch: (fn) => { mismatchListeners.push(fn); if (mismatch) fn(); },
-    discardLocal: async () => { await local.clearData(); },
+    discardLocal: async () => {
+      doc.off("update", storeUpdate);
+      if (remoteTimer !== null) clearTimeout(remoteTimer);
+      remote = [];
+      await local.clearData();
+    },
     flushed: (timeoutMs = 5000) => new Promise<void>((resolve) => {
       const target = sent.n;
       if (!provider.wsconnected || sent.acked >= target) { resolve(); return; }
@@ -238,8 +281,12 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
       live.delete(key);
       window.removeEventListener("offline", goOffline);
       window.removeEventListener("online", goOnline);
+      window.removeEventListener("pagehide", flushRemote);
+      document.removeEventListener("visibilitychange", onHidden);
       reportDocState(key, null);
       provider.destroy();
+      flushRemote();
+      doc.off("update", storeUpdate);
       void local.destroy();
       doc.destroy();
     },
