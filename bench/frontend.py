@@ -123,8 +123,10 @@ def latencies(sent: list[list[float]], got: list[list[float]]) -> list[float]:
     return out
 
 
-def _spawn(root: Path, url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "COLLAB_SECRET": "bench", "COLLAB_LOG_LEVEL": "warning"}
+def _spawn(
+    root: Path, url: str, port: int, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "COLLAB_SECRET": "bench", "COLLAB_LOG_LEVEL": "warning", **(extra or {})}
     with open(root / "collab.log", "wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "collab.cli", "serve", "--data-dir", str(root / "data"),
@@ -133,7 +135,10 @@ def _spawn(root: Path, url: str, port: int) -> subprocess.Popen[bytes]:
         )  # fmt: skip
 
 
-async def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+async def start_server(
+    root: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """A server of its own on `root` (settings in `env`, COLLAB_* variables)."""
     url = os.environ.get("COLLAB_BENCH_DATABASE_URL")
     if url is None:
         from collab.db import embedded
@@ -141,7 +146,7 @@ async def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str, str]:
         maintenance = embedded.start(root / "pgdata", delete_on_exit=True)
         url = await embedded.ensure_database(maintenance, "bench_frontend")
     port = free_port()
-    proc = await asyncio.to_thread(_spawn, root, url, port)
+    proc = await asyncio.to_thread(_spawn, root, url, port, env)
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as client:
         for _ in range(600):

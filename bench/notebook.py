@@ -363,6 +363,8 @@ async def jupyterlab_rows(
     files: dict[str, str],
     n: int,
     quick: bool,
+    streams: int,
+    every: bool,
     notes: list[str],
 ) -> dict[str, list[Row]]:
     """JupyterLab with jupyter-collaboration on the same files and workloads, keyed by
@@ -413,83 +415,93 @@ async def jupyterlab_rows(
         return contexts[0], contexts[1], await contexts[0].new_page(), await contexts[1].new_page()
 
     try:
-        for name, label in (("nb50.ipynb", "50"), ("nb2000.ipynb", "2,000")):
-            key, what = f"load{label}", f"cold load, {label} cells (ms)"
-            try:
-                loads = [
-                    await cold_load(browser, jl_url(name), None, base, "jupyterlab")
-                    for _ in range(1 if quick else 3)
-                ]
-                out[key] = [(f"  JupyterLab: {what}", f"{sorted(loads)[len(loads) // 2]:.0f} median",
-                             f"{max(loads):.0f} max", "same run")]  # fmt: skip
-            except Exception as exc:
-                failed(key, what, exc)
-
-        what = "longest frame scrolling 2,000 cells (ms)"
-        try:
-            ctx = await browser.new_context(base_url=base, viewport={"width": 1280, "height": 800})
-            try:
-                page = await ctx.new_page()
-                await jl_open(page, "nb2000.ipynb")
-                count, at = await jl_all_cells(page, 2000, 60 if quick else 240)
-                frames: list[float] = await page.evaluate(SCROLL_JS, SCROLLER["jupyterlab"])
-                bottom = await page.evaluate(
-                    "(s) => { const e = document.querySelector(s);"
-                    " return e.scrollTop + e.clientHeight >= e.scrollHeight - 2; }",
-                    SCROLLER["jupyterlab"],
-                )
-                notes.append(
-                    f"JupyterLab's scroll: {count}/2000 cells in the page when it began "
-                    f"({at / 1000:.0f} s after opening), {await jl_cells(page)} at its end; "
-                    f"{len(frames)} frames, {'reached' if bottom else 'did not reach'} the "
-                    "bottom"
-                )
-                out["scroll"] = [(f"  JupyterLab: {what}", f"{max(frames):.1f} max",
-                                  f"{benchlib.pct(frames, 0.99):.1f} p99", "same run")]  # fmt: skip
-            finally:
-                await ctx.close()
-        except Exception as exc:
-            failed("scroll", what, exc)
-
-        for name, label in (("nb50.ipynb", "50"), ("nb2000.ipynb", "2,000")):
-            key, what = f"typing{label}", f"typing between two browsers, {label} cells (ms)"
-            try:
-                a_ctx, g_ctx, a, g = await pages()
+        if every:
+            for name, label in (("nb50.ipynb", "50"), ("nb2000.ipynb", "2,000")):
+                key, what = f"load{label}", f"cold load, {label} cells (ms)"
                 try:
-                    for p in (a, g):
-                        await jl_open(p, name)
-                    await g.wait_for_timeout(500)
-                    typed = await type_in_first_cell(a, g, n, 30, JL_CELL)
-                    out[key] = [(f"  JupyterLab: {what}", f"{benchlib.pct(typed, 0.5):.1f} p50",
-                                 f"{benchlib.pct(typed, 0.99):.1f} p99", "same run")]  # fmt: skip
-                    notes.append(
-                        f"JupyterLab: {len(typed)}/{n} characters measured ({label} cells)"
+                    loads = [
+                        await cold_load(browser, jl_url(name), None, base, "jupyterlab")
+                        for _ in range(1 if quick else 3)
+                    ]
+                    out[key] = [(f"  JupyterLab: {what}", f"{sorted(loads)[len(loads) // 2]:.0f} median",
+                                 f"{max(loads):.0f} max", "same run")]  # fmt: skip
+                except Exception as exc:
+                    failed(key, what, exc)
+
+            what = "longest frame scrolling 2,000 cells (ms)"
+            try:
+                ctx = await browser.new_context(
+                    base_url=base, viewport={"width": 1280, "height": 800}
+                )
+                try:
+                    page = await ctx.new_page()
+                    await jl_open(page, "nb2000.ipynb")
+                    count, at = await jl_all_cells(page, 2000, 60 if quick else 240)
+                    frames: list[float] = await page.evaluate(SCROLL_JS, SCROLLER["jupyterlab"])
+                    bottom = await page.evaluate(
+                        "(s) => { const e = document.querySelector(s);"
+                        " return e.scrollTop + e.clientHeight >= e.scrollHeight - 2; }",
+                        SCROLLER["jupyterlab"],
                     )
+                    notes.append(
+                        f"JupyterLab's scroll: {count}/2000 cells in the page when it began "
+                        f"({at / 1000:.0f} s after opening), {await jl_cells(page)} at its end; "
+                        f"{len(frames)} frames, {'reached' if bottom else 'did not reach'} the "
+                        "bottom"
+                    )
+                    out["scroll"] = [(f"  JupyterLab: {what}", f"{max(frames):.1f} max",
+                                      f"{benchlib.pct(frames, 0.99):.1f} p99", "same run")]  # fmt: skip
                 finally:
-                    await a_ctx.close()
-                    await g_ctx.close()
+                    await ctx.close()
             except Exception as exc:
-                failed(key, what, exc)
+                failed("scroll", what, exc)
+
+            for name, label in (("nb50.ipynb", "50"), ("nb2000.ipynb", "2,000")):
+                key, what = f"typing{label}", f"typing between two browsers, {label} cells (ms)"
+                try:
+                    a_ctx, g_ctx, a, g = await pages()
+                    try:
+                        for p in (a, g):
+                            await jl_open(p, name)
+                        await g.wait_for_timeout(500)
+                        typed = await type_in_first_cell(a, g, n, 30, JL_CELL)
+                        out[key] = [(f"  JupyterLab: {what}", f"{benchlib.pct(typed, 0.5):.1f} p50",
+                                     f"{benchlib.pct(typed, 0.99):.1f} p99", "same run")]  # fmt: skip
+                        notes.append(
+                            f"JupyterLab: {len(typed)}/{n} characters measured ({label} cells)"
+                        )
+                    finally:
+                        await a_ctx.close()
+                        await g_ctx.close()
+                except Exception as exc:
+                    failed(key, what, exc)
 
         what = "input latency while a cell prints 10,000 lines (ms)"
         try:
-            a_ctx, g_ctx, a, g = await pages()
-            try:
-                for p in (a, g):
-                    await jl_open(p, "stream.ipynb")
-                during, count, ms, same, seconds, tails = await jl_stream(a, g, n)
-                notes.append(f"JupyterLab: {count} keys pressed while the output arrived "
-                             f"(+{AFTER} ms) (over {ms:.0f} ms); the outputs ended with "
-                             f"{tails} after {seconds:.0f} s")  # fmt: skip
-                out["stream"] = [
-                    (f"  JupyterLab: {what}", _pct(during, 0.5, "p50"), _pct(during, 0.99, "p99"),
-                     "same run"),
-                    ("  JupyterLab: both browsers converge on the 10,000 lines",
-                     "yes" if same else "NO", f"{seconds:.1f} s", "same run"),
-                ]  # fmt: skip
-            finally:
-                await a_ctx.close()
-                await g_ctx.close()
+            keys: list[float] = []
+            converged_all, slowest = True, 0.0
+            each: list[str] = []
+            for k in range(streams):
+                a_ctx, g_ctx, a, g = await pages()
+                try:
+                    for p in (a, g):
+                        await jl_open(p, f"stream{k}.ipynb")
+                    during, count, ms, same, seconds, tails = await jl_stream(a, g, n)
+                finally:
+                    await a_ctx.close()
+                    await g_ctx.close()
+                keys += during
+                converged_all &= same
+                slowest = max(slowest, seconds)
+                each.append(f"{count} keys over {ms:.0f} ms, p99 {_pct(during, 0.99, '')}"
+                            f"ended {tails} after {seconds:.0f} s")  # fmt: skip
+            notes.append(f"JupyterLab: {streams} streams: " + "; ".join(each))
+            out["stream"] = [
+                (f"  JupyterLab: {what}", _pct(keys, 0.5, "p50"), _pct(keys, 0.99, "p99"),
+                 "same run"),
+                ("  JupyterLab: both browsers converge on the 10,000 lines",
+                 "yes" if converged_all else "NO", f"{slowest:.1f} s", "same run"),
+            ]  # fmt: skip
         except Exception as exc:
             failed("stream", what, exc)
     finally:
@@ -499,6 +511,67 @@ async def jupyterlab_rows(
         except subprocess.TimeoutExpired:
             proc.kill()
     return out
+
+
+STREAM_CODE = "for i in range(10000):\n    print(i, flush=True)"
+
+
+def stream_notebook() -> str:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(STREAM_CODE), nbformat.v4.new_code_cell("")]
+    return nbformat.writes(nb)
+
+
+async def collab_streams(
+    browser: Browser, base: str, cookies: tuple[str, str], pid: str, n: int, streams: int,
+    label: str, notes: list[str],
+) -> list[Row]:  # fmt: skip
+    """stream_run `streams` times, each on a notebook of its own (stream{k}.ipynb, a new
+    kernel each), Ada's keys of every stream together: p99 of one stream's 40-90 keys is
+    its slowest key."""
+    a_ctx = await context(browser, base, cookies[0])
+    g_ctx = await context(browser, base, cookies[1])
+    for ctx in (a_ctx, g_ctx):
+        await ctx.add_init_script(INPUT_PROBE)
+    a, g = await a_ctx.new_page(), await g_ctx.new_page()
+    keys: list[float] = []
+    converged_all, slowest = True, 0.0
+    each: list[str] = []
+    try:
+        for k in range(streams):
+            for p in (a, g):
+                await p.goto(f"/projects/{pid}/files/stream{k}.ipynb")
+                await p.wait_for_selector(EDITABLE["collab"], timeout=300_000)
+            await asyncio.sleep(1)
+            during, count, ms, same, seconds, tails = await stream_run(a, g, n)
+            keys += during
+            converged_all &= same
+            slowest = max(slowest, seconds)
+            each.append(f"{count} keys over {ms:.0f} ms, p99 {_pct(during, 0.99, '')}"
+                        f"ended {tails} after {seconds:.0f} s")  # fmt: skip
+    finally:
+        await a_ctx.close()
+        await g_ctx.close()
+    notes.append(f"collab{label}: {streams} streams: " + "; ".join(each))
+    return [
+        (f"input latency while a cell prints 10,000 lines{label} (ms)",
+         _pct(keys, 0.5, "p50"), _pct(keys, 0.99, "p99"), "p99 < 100"),
+        (f"  both browsers converge on the 10,000 lines{label}",
+         "yes" if converged_all else "NO", f"{slowest:.1f} s", "yes"),
+    ]  # fmt: skip
+
+
+async def setup(base: str, root: Path, files: dict[str, str]) -> tuple[tuple[str, str], str]:
+    """Ada and Grace in one project holding `files`: their cookies and the project."""
+    ada_cookie, _, ada_key = await signed_up(base, "ada")
+    grace_cookie, grace_id, _ = await signed_up(base, "grace")
+    async with Client(base.replace("http", "ws"), ada_key) as c:
+        pid = str((await c.set("projects", {"title": "Bench"}))["project_id"])
+        await c.set("project_users", {"project_id": pid, "account_id": grace_id})
+    folder = root / "data" / "projects" / pid
+    for name, text in files.items():
+        await asyncio.to_thread((folder / name).write_text, text)
+    return (ada_cookie, grace_cookie), pid
 
 
 def _pct(values: list[float], q: float, label: str) -> str:
@@ -515,29 +588,21 @@ async def run(args: argparse.Namespace) -> None:
     jl: dict[str, list[Row]] = {}
     notes: list[str] = []
     n = 40 if args.quick else 120
+    streams = args.streams or (2 if args.quick else 3)
+    every = args.only == "all"
     try:
-        ada_cookie, _, ada_key = await signed_up(base, "ada")
-        grace_cookie, grace_id, _ = await signed_up(base, "grace")
-        async with Client(base.replace("http", "ws"), ada_key) as c:
-            pid = str((await c.set("projects", {"title": "Bench"}))["project_id"])
-            await c.set("project_users", {"project_id": pid, "account_id": grace_id})
-        folder = root / "data" / "projects" / pid
         files = {"nb50.ipynb": make_notebook(50), "nb2000.ipynb": make_notebook(2000)}
-        stream = nbformat.v4.new_notebook()
-        stream.cells = [
-            nbformat.v4.new_code_cell("for i in range(10000):\n    print(i, flush=True)"),
-            nbformat.v4.new_code_cell(""),
-        ]
-        files["stream.ipynb"] = nbformat.writes(stream)
-        for name, text in files.items():
-            await asyncio.to_thread((folder / name).write_text, text)
+        for k in range(streams):
+            files[f"stream{k}.ipynb"] = stream_notebook()
+        cookies, pid = await setup(base, root, files)
+        ada_cookie, grace_cookie = cookies
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(
                 executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
             )
             for name, label, target in (("nb50.ipynb", "50", "< 1000"),
-                                        ("nb2000.ipynb", "2,000", "< 2000")):  # fmt: skip
+                                        ("nb2000.ipynb", "2,000", "< 2000")) if every else ():  # fmt: skip
                 url = f"/projects/{pid}/files/{name}"
                 # The first open of a notebook loads its document from the file.
                 await cold_load(browser, url, ada_cookie, base, "collab")
@@ -550,75 +615,91 @@ async def run(args: argparse.Namespace) -> None:
                              f"{sorted(loads)[len(loads) // 2]:.0f} median",
                              f"{max(loads):.0f} max", target))  # fmt: skip
 
-            a_ctx = await context(browser, base, ada_cookie)
-            g_ctx = await context(browser, base, grace_cookie)
-            for ctx in (a_ctx, g_ctx):
-                await ctx.add_init_script(INPUT_PROBE)
-            a, g = await a_ctx.new_page(), await g_ctx.new_page()
+            if every:
+                a_ctx = await context(browser, base, ada_cookie)
+                g_ctx = await context(browser, base, grace_cookie)
+                for ctx in (a_ctx, g_ctx):
+                    await ctx.add_init_script(INPUT_PROBE)
+                a, g = await a_ctx.new_page(), await g_ctx.new_page()
 
-            await a.goto(f"/projects/{pid}/files/nb2000.ipynb")
-            worst, p99 = await longest_frame(a, "collab")
-            beside["scroll"] = len(rows)
-            rows.append(("longest frame scrolling 2,000 cells end to end (ms)",
-                         f"{worst:.1f} max", f"{p99:.1f} p99", "< 50"))  # fmt: skip
+                await a.goto(f"/projects/{pid}/files/nb2000.ipynb")
+                worst, p99 = await longest_frame(a, "collab")
+                beside["scroll"] = len(rows)
+                rows.append(("longest frame scrolling 2,000 cells end to end (ms)",
+                             f"{worst:.1f} max", f"{p99:.1f} p99", "< 50"))  # fmt: skip
 
-            for name, label in (("nb50.ipynb", "50"), ("nb2000.ipynb", "2,000")):
-                for p in (a, g):
-                    await p.goto(f"/projects/{pid}/files/{name}")
-                    await p.wait_for_selector(EDITABLE["collab"], timeout=300_000)
-                await g.wait_for_timeout(500)
-                typed = await type_in_first_cell(a, g, n, 30)
-                beside[f"typing{label}"] = len(rows)
-                rows.append((f"typing latency between two browsers, {label} cells (ms)",
-                             f"{benchlib.pct(typed, 0.5):.1f} p50",
-                             f"{benchlib.pct(typed, 0.99):.1f} p99",
-                             "p50 < 30; same as 50 cells"))  # fmt: skip
-                notes.append(f"{len(typed)}/{n} characters measured ({label} cells)")
+                for name, label in (("nb50.ipynb", "50"), ("nb2000.ipynb", "2,000")):
+                    for p in (a, g):
+                        await p.goto(f"/projects/{pid}/files/{name}")
+                        await p.wait_for_selector(EDITABLE["collab"], timeout=300_000)
+                    await g.wait_for_timeout(500)
+                    typed = await type_in_first_cell(a, g, n, 30)
+                    beside[f"typing{label}"] = len(rows)
+                    rows.append((f"typing latency between two browsers, {label} cells (ms)",
+                                 f"{benchlib.pct(typed, 0.5):.1f} p50",
+                                 f"{benchlib.pct(typed, 0.99):.1f} p99",
+                                 "p50 < 30; same as 50 cells"))  # fmt: skip
+                    notes.append(f"{len(typed)}/{n} characters measured ({label} cells)")
+                await a_ctx.close()
+                await g_ctx.close()
 
-            for p in (a, g):
-                await p.goto(f"/projects/{pid}/files/stream.ipynb")
-                await p.wait_for_selector(EDITABLE["collab"], timeout=300_000)
-            during, count, ms, same, seconds, tails = await stream_run(a, g, n)
-            notes.append(f"collab: {count} keys pressed while the output arrived (+{AFTER} ms) "
-                         f"(over {ms:.0f} ms); the outputs ended with {tails} after "
-                         f"{seconds:.0f} s")  # fmt: skip
-            rows.append(("input latency while a cell prints 10,000 lines (ms)",
-                         _pct(during, 0.5, "p50"), _pct(during, 0.99, "p99"),
-                         "p99 < 100"))  # fmt: skip
+            stream_rows = await collab_streams(browser, base, cookies, pid, n, streams, "", notes)
+            rows.append(stream_rows[0])
             beside["stream"] = len(rows)
-            rows.append(("  both browsers converge on the 10,000 lines",
-                         "yes" if same else "NO", f"{seconds:.1f} s", "yes"))  # fmt: skip
-            await a_ctx.close()
-            await g_ctx.close()
+            rows.append(stream_rows[1])
 
-            # Baseline: the bare yjs + y-websocket client, two pages, same server.
-            a_ctx = await context(browser, base, ada_cookie)
-            g_ctx = await context(browser, base, grace_cookie)
-            a, g = await a_ctx.new_page(), await g_ctx.new_page()
-            js = await asyncio.to_thread(bare_bundle, root)
-            for p in (a, g):
-                await p.route(
-                    "**/bench-bare.js",
-                    lambda route: route.fulfill(body=js, content_type="text/javascript"),
+            if every:
+                # Baseline: the bare yjs + y-websocket client, two pages, same server.
+                a_ctx = await context(browser, base, ada_cookie)
+                g_ctx = await context(browser, base, grace_cookie)
+                a, g = await a_ctx.new_page(), await g_ctx.new_page()
+                js = await asyncio.to_thread(bare_bundle, root)
+                for p in (a, g):
+                    await p.route(
+                        "**/bench-bare.js",
+                        lambda route: route.fulfill(body=js, content_type="text/javascript"),
+                    )
+                    await p.route("**/bench-bare.html*", lambda route: route.fulfill(
+                        body='<script type="module" src="/bench-bare.js"></script>',
+                        content_type="text/html"))  # fmt: skip
+                    await p.goto(f"/bench-bare.html?project={pid}&path=bare.md")
+                    await p.wait_for_function("() => window.benchReady === true", timeout=30000)
+                await a.evaluate(f"window.benchType({n}, 30)")
+                await asyncio.sleep(1)
+                bare = latencies(
+                    await a.evaluate("window.bench.sent"), await g.evaluate("window.bench.got")
                 )
-                await p.route("**/bench-bare.html*", lambda route: route.fulfill(
-                    body='<script type="module" src="/bench-bare.js"></script>',
-                    content_type="text/html"))  # fmt: skip
-                await p.goto(f"/bench-bare.html?project={pid}&path=bare.md")
-                await p.wait_for_function("() => window.benchReady === true", timeout=30000)
-            await a.evaluate(f"window.benchType({n}, 30)")
-            await asyncio.sleep(1)
-            bare = latencies(
-                await a.evaluate("window.bench.sent"), await g.evaluate("window.bench.got")
-            )
-            rows.append(("  baseline: typing, bare yjs + y-websocket (ms)",
-                         f"{benchlib.pct(bare, 0.5):.1f} p50",
-                         f"{benchlib.pct(bare, 0.99):.1f} p99", "same run"))  # fmt: skip
+                rows.append(("  baseline: typing, bare yjs + y-websocket (ms)",
+                             f"{benchlib.pct(bare, 0.5):.1f} p50",
+                             f"{benchlib.pct(bare, 0.99):.1f} p99", "same run"))  # fmt: skip
+                await a_ctx.close()
+                await g_ctx.close()
+
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 10)
+            if not args.no_even_weight:
+                # The same streams on a server whose projects weigh as much as the server
+                # (sandbox_projects_cpu_weight 100, before its default became 10): how much
+                # of the stream row is the kernel's lower CPU weight on these shared cores.
+                even = root / "even"
+                even.mkdir()
+                proc, base, _ = await start_server(
+                    even, {"COLLAB_SANDBOX_PROJECTS_CPU_WEIGHT": "100"}
+                )
+                cookies, pid = await setup(base, even, files)
+                rows.extend(await collab_streams(
+                    browser, base, cookies, pid, n, streams, ", projects at even CPU weight",
+                    notes,
+                ))  # fmt: skip
+                proc.terminate()
+                await asyncio.to_thread(proc.wait, 10)
 
             jupyter = os.environ.get("COLLAB_BENCH_JUPYTER") or shutil.which("jupyter")
             if jupyter:
                 try:
-                    jl = await jupyterlab_rows(browser, jupyter, root, files, n, args.quick, notes)
+                    jl = await jupyterlab_rows(
+                        browser, jupyter, root, files, n, args.quick, streams, every, notes
+                    )
                 except Exception as exc:  # the comparison is optional
                     jl = {"": [("  JupyterLab", f"failed: {type(exc).__name__}", "",
                                 str(exc)[:60])]}  # fmt: skip
@@ -629,8 +710,9 @@ async def run(args: argparse.Namespace) -> None:
                 )
             await browser.close()
     finally:
-        proc.terminate()
-        await asyncio.to_thread(proc.wait, 10)
+        if proc.poll() is None:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 10)
         shutil.rmtree(root, ignore_errors=True)
 
     table: list[Row] = []
@@ -653,6 +735,17 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--only", choices=["all", "stream"], default="all", help="stream: only the stream rows"
+    )
+    parser.add_argument(
+        "--streams", type=int, default=0, help="streams per side (default 3; --quick 2)"
+    )
+    parser.add_argument(
+        "--no-even-weight",
+        action="store_true",
+        help="skip the stream rows on a server whose projects weigh as much as it does",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -155,6 +155,7 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
     remoteTick();
     if (remoteTimer !== null) clearTimeout(remoteTimer);
     remoteTimer = null;
+    if (svTimer !== null) saveSv();
   };
   const storeUpdate = (update: Uint8Array, origin: unknown) => {
     if (origin === local) return;
@@ -202,6 +203,13 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
     syncHandler(encoder, decoder, prov, emitSynced, type);
   };
 
+  let svTimer: number | null = null;
+  const saveSv = () => {
+    if (svTimer !== null) clearTimeout(svTimer);
+    svTimer = null;
+    if (storedSv && !mismatch) void local.set(SERVER_SV, Y.encodeStateVector(storedSv) as unknown as ArrayBuffer);
+  };
+
   // Everything this socket sent is stored: the server holds at least this document's
   // state now (what it sent us, it had), which is the floor the next connection checks.
   const ackWaiters = new Set<(acked: number) => void>();
@@ -211,7 +219,8 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
     for (const fn of [...ackWaiters]) fn(acked);
     if (mismatch || acked !== sent.n) return;
     storedSv = Y.decodeStateVector(Y.encodeStateVector(doc));
-    void local.set(SERVER_SV, Y.encodeStateVector(doc) as unknown as ArrayBuffer);
+    // Written at most once a second (each key is acknowledged), like the server's updates.
+    svTimer ??= window.setTimeout(saveSv, REMOTE_STORE_MS);
   };
 
   // Moved or deleted: never reconnect to the old name (that would recreate the file).
