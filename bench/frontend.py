@@ -172,6 +172,29 @@ async def signed_up(base: str, name: str) -> tuple[str, str, str]:
         return r.cookies["collab_session"], r.json()["account_id"], key
 
 
+async def bare_typing(a: Page, g: Page, root: Path, pid: str, n: int) -> list[float]:
+    """The baseline: page `a` inserts n characters, 30 ms apart, into a bare Y.Text over
+    y-websocket (no editor); each one's latency to `g`'s document (ms)."""
+    js = await asyncio.to_thread(bare_bundle, root)
+    for p in (a, g):
+        await p.route(
+            "**/bench-bare.js",
+            lambda route: route.fulfill(body=js, content_type="text/javascript"),
+        )
+        await p.route(
+            "**/bench-bare.html*",
+            lambda route: route.fulfill(
+                body='<script type="module" src="/bench-bare.js"></script>',
+                content_type="text/html",
+            ),
+        )
+        await p.goto(f"/bench-bare.html?project={pid}&path=bare.md")
+        await p.wait_for_function("() => window.benchReady === true", timeout=30000)
+    await a.evaluate(f"window.benchType({n}, 30)")
+    await asyncio.sleep(1)
+    return latencies(await a.evaluate("window.bench.sent"), await g.evaluate("window.bench.got"))
+
+
 async def context(browser: Browser, base: str, cookie: str) -> BrowserContext:
     # No service worker: the bare page is served by page.route, which a worker would bypass.
     ctx = await browser.new_context(
@@ -267,26 +290,7 @@ async def run(args: argparse.Namespace) -> None:
             n = 40 if args.quick else 150
             app = await type_app(a, g, n, 30)
 
-            js = await asyncio.to_thread(bare_bundle, root)
-            for p in (a, g):
-                await p.route(
-                    "**/bench-bare.js",
-                    lambda route: route.fulfill(body=js, content_type="text/javascript"),
-                )
-                await p.route(
-                    "**/bench-bare.html*",
-                    lambda route: route.fulfill(
-                        body='<script type="module" src="/bench-bare.js"></script>',
-                        content_type="text/html",
-                    ),
-                )
-                await p.goto(f"/bench-bare.html?project={pid}&path=bare.md")
-                await p.wait_for_function("() => window.benchReady === true", timeout=30000)
-            await a.evaluate(f"window.benchType({n}, 30)")
-            await asyncio.sleep(1)
-            bare = latencies(
-                await a.evaluate("window.bench.sent"), await g.evaluate("window.bench.got")
-            )
+            bare = await bare_typing(a, g, root, pid, n)
             await browser.close()
     finally:
         proc.terminate()

@@ -41,7 +41,7 @@ import benchlib
 from collab.client import Client
 from frontend import (
     CHROMIUM_ARGS,
-    bare_bundle,
+    bare_typing,
     context,
     latencies,
     signed_up,
@@ -653,22 +653,7 @@ async def run(args: argparse.Namespace) -> None:
                 a_ctx = await context(browser, base, ada_cookie)
                 g_ctx = await context(browser, base, grace_cookie)
                 a, g = await a_ctx.new_page(), await g_ctx.new_page()
-                js = await asyncio.to_thread(bare_bundle, root)
-                for p in (a, g):
-                    await p.route(
-                        "**/bench-bare.js",
-                        lambda route: route.fulfill(body=js, content_type="text/javascript"),
-                    )
-                    await p.route("**/bench-bare.html*", lambda route: route.fulfill(
-                        body='<script type="module" src="/bench-bare.js"></script>',
-                        content_type="text/html"))  # fmt: skip
-                    await p.goto(f"/bench-bare.html?project={pid}&path=bare.md")
-                    await p.wait_for_function("() => window.benchReady === true", timeout=30000)
-                await a.evaluate(f"window.benchType({n}, 30)")
-                await asyncio.sleep(1)
-                bare = latencies(
-                    await a.evaluate("window.bench.sent"), await g.evaluate("window.bench.got")
-                )
+                bare = await bare_typing(a, g, root, pid, n)
                 rows.append(("  baseline: typing, bare yjs + y-websocket (ms)",
                              f"{benchlib.pct(bare, 0.5):.1f} p50",
                              f"{benchlib.pct(bare, 0.99):.1f} p99", "same run"))  # fmt: skip

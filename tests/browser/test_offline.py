@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from collab.config import Settings
 from tests.browser.conftest import context_for, eventually, page_for, shoot
@@ -37,13 +37,15 @@ def settings(settings: Settings) -> Settings:
     return settings.replace(sync_unload_delay_ms=100)
 
 
-async def test_offline_edits_survive_a_reload_and_arrive_once(
-    server: Served, browser: Browser
-) -> None:
+async def ada_and_grace(
+    server: Served, browser: Browser, name: str
+) -> tuple[BrowserContext, Page, Page, str]:
+    """Ada's context and page and Grace's page on a shared file `name` ("base\n"), both
+    showing it, the app shell held by Ada's service worker; and the project."""
     ada = await make_user(server, "ada@example.com", "Ada Lovelace")
     grace = await make_user(server, "grace@example.com", "Grace Hopper")
-    pid = await shared_project(server, ada.key, grace.account_id, {"log.txt": "base\n"})
-    url = f"/projects/{pid}/files/log.txt"
+    pid = await shared_project(server, ada.key, grace.account_id, {name: "base\n"})
+    url = f"/projects/{pid}/files/{name}"
     ctx = await context_for(browser, server, ada)
     a = await ctx.new_page()
     g = await page_for(browser, server, grace)
@@ -52,6 +54,13 @@ async def test_offline_edits_survive_a_reload_and_arrive_once(
     await expect(a.locator(".cm-content")).to_contain_text("base")
     # The service worker holds the app shell once it is active.
     await a.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    return ctx, a, g, pid
+
+
+async def test_offline_edits_survive_a_reload_and_arrive_once(
+    server: Served, browser: Browser
+) -> None:
+    ctx, a, g, pid = await ada_and_grace(server, browser, "log.txt")
 
     await ctx.set_offline(True)
     await expect(a.get_by_test_id("connection")).to_have_text("Offline")
@@ -238,17 +247,7 @@ async def test_the_servers_updates_are_kept_merged_and_whole(
     transaction each (a cell printing at full speed sends twenty a second); and every
     one of them is in the copy, the last one too when the network goes before its second
     is up: a reload offline shows them all."""
-    ada = await make_user(server, "ada@example.com", "Ada Lovelace")
-    grace = await make_user(server, "grace@example.com", "Grace Hopper")
-    pid = await shared_project(server, ada.key, grace.account_id, {"notes.txt": "base\n"})
-    url = f"/projects/{pid}/files/notes.txt"
-    ctx = await context_for(browser, server, ada)
-    a = await ctx.new_page()
-    g = await page_for(browser, server, grace)
-    await a.goto(url)
-    await g.goto(url)
-    await expect(a.locator(".cm-content")).to_contain_text("base")
-    await a.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    ctx, a, g, pid = await ada_and_grace(server, browser, "notes.txt")
     await a.wait_for_timeout(1500)
     before = await stored_updates(a, pid, "notes.txt")
 
