@@ -37,14 +37,16 @@ class Cgroups:
     # controller -> why it is not in force
     missing: dict[str, str] = field(default_factory=dict)
     # the CPU weight of all projects together against the server (100: even)
-    projects_cpu_weight: int = 100
+    # (None: left as it is, or it could not be written)
+    projects_cpu_weight: int | None = None
 
     @classmethod
-    def discover(cls, projects_cpu_weight: int = 100) -> Cgroups:
+    def discover(cls, projects_cpu_weight: int | None = None) -> Cgroups:
         """The hierarchies this host lets us use. `projects_cpu_weight` is the CPU weight
         of all projects together (the SUBTREE) against the server's own processes, 100
-        being an even share."""
-        found = cls(projects_cpu_weight=projects_cpu_weight)
+        being an even share; None leaves it as it is (a command that only removes a
+        project must not undo what the running server set)."""
+        found = cls()
         v1, v2 = _mounts()
         own = _own_paths()
         for controller in CONTROLLERS:
@@ -72,21 +74,26 @@ class Cgroups:
                 for c in v2_controllers:
                     del found.bases[c]
                     found.missing[c] = f"cgroup v2 delegation failed ({exc.strerror or exc})"
-        if "cpu" in found.bases:
+        if "cpu" in found.bases and projects_cpu_weight is not None:
             version, base = found.bases["cpu"]
             try:
                 _write_cpu_weight(base, version, projects_cpu_weight)
+                found.projects_cpu_weight = projects_cpu_weight
             except OSError as exc:
-                found.missing["cpu"] = f"cpu weight not writable ({exc.strerror or exc})"
-                del found.bases["cpu"]
+                # Each project's own weight still holds against the others.
+                found.missing["all projects' cpu weight"] = f"not writable ({exc.strerror or exc})"
         return found
 
     def describe(self, limits: Limits) -> list[str]:
         values = {
             "memory": f"memory {limits.memory} bytes",
             "pids": f"processes {limits.pids}",
-            "cpu": f"cpu weight {limits.cpu_weight} (all projects {self.projects_cpu_weight} "
-            "against the server's 100)",
+            "cpu": f"cpu weight {limits.cpu_weight}"
+            + (
+                f" (all projects {self.projects_cpu_weight} against the server's 100)"
+                if self.projects_cpu_weight is not None
+                else ""
+            ),
         }
         out = []
         for controller in CONTROLLERS:

@@ -18,6 +18,7 @@ const SERVER_SV = "server-state-vector";
 // the server's already (the copy only makes the next open faster), and a cell printing at
 // full speed sends twenty a second. Edits made here are stored at once.
 const REMOTE_STORE_MS = 1000;
+const REMOTE_MAX_BYTES = 1 << 20;
 // Close codes of a document whose file was renamed (reason: the new path) or deleted.
 const CLOSE_MOVED = 4409;
 const CLOSE_DELETED = 4410;
@@ -136,38 +137,52 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
   });
   // y-indexeddb stores every update in a transaction of its own; the server's go through
   // storeUpdate instead: the first after a quiet second at once (a freshly opened
-  // document is in the copy before a reload), the rest merged at the end of the second,
-  // or at once when the network goes or the page is hidden. A page closed within that
-  // second keeps a copy a second behind the server, which sends the rest on the next open.
+  // document is in the copy before a reload), the rest merged a second after the last
+  // store, or at once when they pass REMOTE_MAX_BYTES, the network goes, or the page is
+  // hidden or frozen. A page killed within that second keeps a copy a second behind the
+  // server, which sends the rest on the next open. The timer is armed from the update
+  // itself, never chained from a timer (a hidden tab runs chained timers once a minute).
   doc.off("update", local._storeUpdate);
   let remote: Uint8Array[] = [];
+  let remoteBytes = 0;
   let remoteTimer: number | null = null;
-  const remoteTick = () => {
-    remoteTimer = null;
-    if (!remote.length) return;
-    const merged = remote.length === 1 ? remote[0] : Y.mergeUpdates(remote);
-    remote = [];
-    local._storeUpdate(merged, null);
-    remoteTimer = window.setTimeout(remoteTick, REMOTE_STORE_MS);
-  };
+  let lastRemoteStore = -Infinity;
+  let discarded = false;
   const flushRemote = () => {
     if (remoteTimer !== null) clearTimeout(remoteTimer);
-    remoteTick();
-    if (remoteTimer !== null) clearTimeout(remoteTimer);
     remoteTimer = null;
+    if (remote.length && !discarded) {
+      local._storeUpdate(remote.length === 1 ? remote[0] : Y.mergeUpdates(remote), null);
+      lastRemoteStore = performance.now();
+    }
+    remote = [];
+    remoteBytes = 0;
     if (svTimer !== null) saveSv();
   };
   const storeUpdate = (update: Uint8Array, origin: unknown) => {
-    if (origin === local) return;
+    if (origin === local || discarded) return;
     if (origin !== provider) { local._storeUpdate(update, origin); return; }
-    if (remoteTimer !== null) { remote.push(update); return; }
-    local._storeUpdate(update, origin);
-    remoteTimer = window.setTimeout(remoteTick, REMOTE_STORE_MS);
+    const since = performance.now() - lastRemoteStore;
+    if (remoteTimer === null && since >= REMOTE_STORE_MS) {
+      local._storeUpdate(update, origin);
+      lastRemoteStore = performance.now();
+      return;
+    }
+    remote.push(update);
+    remoteBytes += update.length;
+    if (remoteBytes >= REMOTE_MAX_BYTES) flushRemote();
+    else remoteTimer ??= window.setTimeout(flushRemote, REMOTE_STORE_MS - since);
   };
   doc.on("update", storeUpdate);
   const onHidden = () => { if (document.visibilityState === "hidden") flushRemote(); };
   window.addEventListener("pagehide", flushRemote);
   document.addEventListener("visibilitychange", onHidden);
+  document.addEventListener("freeze", flushRemote);
+  const unlisten = () => {
+    window.removeEventListener("pagehide", flushRemote);
+    document.removeEventListener("visibilitychange", onHidden);
+    document.removeEventListener("freeze", flushRemote);
+  };
 
   const { account } = session();
   provider.awareness.setLocalStateField("user", {
@@ -207,7 +222,7 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
   const saveSv = () => {
     if (svTimer !== null) clearTimeout(svTimer);
     svTimer = null;
-    if (storedSv && !mismatch) void local.set(SERVER_SV, Y.encodeStateVector(storedSv) as unknown as ArrayBuffer);
+    if (storedSv && !mismatch && !discarded) void local.set(SERVER_SV, Y.encodeStateVector(storedSv) as unknown as ArrayBuffer);
   };
 
   // Everything this socket sent is stored: the server holds at least this document's
@@ -218,9 +233,12 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
     sent.acked = acked;
     for (const fn of [...ackWaiters]) fn(acked);
     if (mismatch || acked !== sent.n) return;
+    const first = !storedSv?.size;
     storedSv = Y.decodeStateVector(Y.encodeStateVector(doc));
-    // Written at most once a second (each key is acknowledged), like the server's updates.
-    svTimer ??= window.setTimeout(saveSv, REMOTE_STORE_MS);
+    // Written at most once a second (each key is acknowledged), like the server's
+    // updates; the first floor of a new document at once.
+    if (first) saveSv();
+    else svTimer ??= window.setTimeout(saveSv, REMOTE_STORE_MS);
   };
 
   // Moved or deleted: never reconnect to the old name (that would recreate the file).
@@ -272,9 +290,10 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
     ready,
     onMismatch: (fn) => { mismatchListeners.push(fn); if (mismatch) fn(); },
     discardLocal: async () => {
+      discarded = true;
       doc.off("update", storeUpdate);
-      if (remoteTimer !== null) clearTimeout(remoteTimer);
-      remote = [];
+      flushRemote();
+      unlisten();
       await local.clearData();
     },
     flushed: (timeoutMs = 5000) => new Promise<void>((resolve) => {
@@ -290,8 +309,7 @@ export function openShared(projectId: string, path: string, doc?: Y.Doc): Shared
       live.delete(key);
       window.removeEventListener("offline", goOffline);
       window.removeEventListener("online", goOnline);
-      window.removeEventListener("pagehide", flushRemote);
-      document.removeEventListener("visibilitychange", onHidden);
+      unlisten();
       reportDocState(key, null);
       provider.destroy();
       flushRemote();
