@@ -47,6 +47,9 @@ class _Run:
     )
     prompt: dict[str, Any] | None = None
     interrupted: bool = False
+    # How many runs were queued when this run's error reached the document: those were
+    # asked for before anyone could see it, and a failed run drops only them.
+    queued_at_error: int | None = None
 
     def abort(self, reason: str) -> None:
         for fut in (self.reply, self.idle):
@@ -91,6 +94,7 @@ class KernelSession:
         self._wake = asyncio.Event()
         self._run_now: _Run | None = None
         self._active: str | None = None  # the cell taken from the queue, until it is done
+        self._drop_upto: int | None = None  # the last failed run's queued_at_error
         self._runner: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # start / restart / shutdown one at a time
@@ -212,7 +216,9 @@ class KernelSession:
             finally:
                 self._active = None
             if not ok:
-                self._drop_queue()
+                # Runs asked for once the error showed are someone's answer to it.
+                self._drop_queue(self._drop_upto)
+            self._drop_upto = None
             self.last_activity = time.monotonic()
 
     async def _run_cell(self, cell_id: str, execution_id: str = "") -> bool:
@@ -256,6 +262,7 @@ class KernelSession:
             self._report("finished", execution_id, status="aborted", error=str(gone))
             return False
         finally:
+            self._drop_upto = run.queued_at_error
             self._run_now = None
             self._publish(input=None)
         self.writer.finish(cell_id, IDLE)
@@ -275,8 +282,10 @@ class KernelSession:
             )
         return status == "ok"
 
-    def _drop_queue(self) -> None:
-        while self._queue:
+    def _drop_queue(self, upto: int | None = None) -> None:
+        """Mark the queued runs not run: all of them, or the first `upto`."""
+        left = len(self._queue) if upto is None else min(upto, len(self._queue))
+        for _ in range(left):
             cell_id, execution_id = self._queue.popleft()
             self.writer.set_state(cell_id, NOT_RUN)
             self._report("finished", execution_id, status="aborted", error="not run")
@@ -328,6 +337,8 @@ class KernelSession:
                 if ours and state == "idle" and run is not None and not run.idle.done():
                     run.idle.set_result(None)
             elif ours and run is not None:
+                if msg_type == "error" and run.queued_at_error is None:
+                    run.queued_at_error = len(self._queue)
                 self.writer.message(run.cell_id, msg_type, content)
         elif channel == "shell" and ours and msg_type == "execute_reply":
             assert run is not None

@@ -96,6 +96,35 @@ async def test_an_error_drops_the_queued_cells_as_not_run(server, user, rooms, p
         await asyncio.sleep(0)
 
 
+async def test_a_run_asked_for_after_the_error_showed_is_not_dropped_with_the_queue(
+    server, user, rooms, project
+):
+    """A failed run drops only the runs queued before its error reached the document:
+    one asked for once the traceback showed is someone's answer to it, and runs. (The
+    cell shows a traceback, then fails for good 2 s later: the window a fast user's
+    Shift-Enter, or a test's next call, falls into when an error ends a cell at once.)"""
+    late_failure = (
+        "try:\n    1 / 0\nexcept ZeroDivisionError:\n    get_ipython().showtraceback()\n"
+        "import time\ntime.sleep(2)\nraise ValueError('late')"
+    )
+    nb = notebook([("bad", late_failure), ("before", "print('b')"), ("after", "print('a')")])
+    doc = await put_notebook(rooms, project, "late.ipynb", nb)
+    args = {"project_id": str(project), "path": "late.ipynb"}
+    async with ws_connect(server, user.key) as ws:
+        await ws.call("kernel.execute", {**args, "cell_ids": ["bad", "before"]})
+        await wait_for(
+            lambda: any(o["output_type"] == "error" for o in cells(doc)["bad"]["outputs"]),
+            what="the first traceback",
+        )
+        assert states(doc)["bad"] == "running"
+        await ws.call("kernel.execute", {**args, "cell_ids": ["after"]})
+        await wait_for(lambda: text_of(cells(doc)["after"]) == "a\n", what="after ran")
+        assert states(doc)["before"] == NOT_RUN
+        assert cells(doc)["before"]["outputs"] == []
+        enames = [o.get("ename") for o in cells(doc)["bad"]["outputs"]]
+        assert enames == ["ZeroDivisionError", "ValueError"], enames
+
+
 async def test_the_queue_in_the_document_is_the_order_runs_were_asked_for(
     server, user, rooms, project
 ):
